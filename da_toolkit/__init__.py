@@ -1,0 +1,23 @@
+"""da-toolkit: train, fine-tune, pseudo-label, evaluate, export and run Depth Anything models."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from da_toolkit.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+__all__ = ["hookimpl", "load_model", "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from da_toolkit.models.depth_model import DepthModel
+
+
+def load_model(preset: str, weights: str | None = None, **overrides: Any) -> "DepthModel":
+    """Build the model of a preset, optionally loading local weights (never downloads).
+
+    See :func:`da_toolkit.models.presets.load_model`.
+    """
+    from da_toolkit.models.presets import load_model as _load_model
+
+    return _load_model(preset, weights=weights, **overrides)

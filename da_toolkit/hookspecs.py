@@ -1,0 +1,96 @@
+"""Every extension point of da-toolkit.
+
+A plugin is a module (or object) with functions decorated by :data:`da_toolkit.hookimpl` whose
+names match the hooks below. Each hook returns a mapping ``name -> class``; the names are what
+recipes and ``da-toolkit plugins`` use, the classes are what gets instantiated. A name must be
+unique within its kind across all plugins (a clash is an error naming both plugins).
+
+Third-party packages declare ``[project.entry-points.da_toolkit] NAME = "module"`` in their
+``pyproject.toml``; installing the package is enough for the toolkit to load it.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT_NAME = "da_toolkit"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def da_toolkit_encoders() -> dict[str, type]:
+    """Register encoders.
+
+    Each class is an ``nn.Module`` subclass of ``da_toolkit.models.encoders.base.Encoder``:
+    ``forward(x: (B,3,H,W) ImageNet-normalised) -> EncoderOutput(features, cls_tokens)`` with
+    ``features[i]`` of shape ``(B, out_channels[i], H / reductions[i], W / reductions[i])``; it
+    exposes ``out_channels``, ``reductions`` and ``patch_size`` (``None`` for CNNs).
+    """
+
+
+@hookspec
+def da_toolkit_decoders() -> dict[str, type]:
+    """Register decoders.
+
+    Each class is an ``nn.Module``: ``forward(enc: EncoderOutput, size: (H, W)) -> (B,H,W)``
+    relative disparity or metres, depending on its head activation.
+    """
+
+
+@hookspec
+def da_toolkit_perturbations() -> dict[str, type]:
+    """Register perturbations (strong augmentations applied on the training device).
+
+    Each class is an ``nn.Module`` taking ``images: (B,3,H,W) float in [0,1]``. Photometric ones
+    return the perturbed batch and can be replayed from recorded parameters
+    (``sample_params`` then ``apply``); mixing ones (CutMix) return the mixed batch, the box mask
+    and the pairing of source indices.
+    """
+
+
+@hookspec
+def da_toolkit_losses() -> dict[str, type]:
+    """Register losses.
+
+    Each class is an ``nn.Module`` returning a scalar tensor. Depth losses take predictions and
+    targets ``(B,H,W)`` and a bool mask ``(B,H,W)`` (True = valid); feature losses take feature
+    maps ``(B,C,h,w)``. An empty mask gives a zero loss that still backpropagates.
+    """
+
+
+@hookspec
+def da_toolkit_datasources() -> dict[str, type]:
+    """Register data sources.
+
+    Each class is a map-style ``torch.utils.data.Dataset`` whose items are sample dicts (see
+    ``docs/architecture.md``: ``image`` uint8 (H,W,3), optional ``depth`` + ``depth_kind`` +
+    ``valid``, optional ``seg`` and ``intrinsics``, and ``meta``).
+    """
+
+
+@hookspec
+def da_toolkit_metrics() -> dict[str, type]:
+    """Register evaluation metrics (``torchmetrics.Metric`` subclasses, e.g. ``DepthMetrics``)."""
+
+
+@hookspec
+def da_toolkit_writers() -> dict[str, type]:
+    """Register prediction writers (output formats of ``da-toolkit predict``).
+
+    Each class is a Lightning ``BasePredictionWriter`` (or compatible callback) that writes one
+    depth map per input item, atomically, and skips items already written.
+    """
+
+
+#: Hook name -> short kind name used in listings and in :func:`da_toolkit.plugins.registry`.
+KINDS: dict[str, str] = {
+    "da_toolkit_encoders": "encoders",
+    "da_toolkit_decoders": "decoders",
+    "da_toolkit_perturbations": "perturbations",
+    "da_toolkit_losses": "losses",
+    "da_toolkit_datasources": "datasources",
+    "da_toolkit_metrics": "metrics",
+    "da_toolkit_writers": "writers",
+}

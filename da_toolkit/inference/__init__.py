@@ -1,0 +1,1 @@
+"""Inference: Predictor, prediction writers, video, export."""

@@ -1,0 +1,3 @@
+"""Prediction writers (registered by the built-in plugin)."""
+
+BUILTIN_WRITERS: dict[str, type] = {}

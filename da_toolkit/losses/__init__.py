@@ -1,0 +1,3 @@
+"""Losses (registered by the built-in plugin)."""
+
+BUILTIN_LOSSES: dict[str, type] = {}

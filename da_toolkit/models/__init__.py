@@ -1,0 +1,1 @@
+"""Model components: encoders, decoders, DepthModel, presets, weights."""

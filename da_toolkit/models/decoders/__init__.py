@@ -1,0 +1,3 @@
+"""Decoders (registered by the built-in plugin)."""
+
+BUILTIN_DECODERS: dict[str, type] = {}

@@ -1,0 +1,3 @@
+"""Encoders (registered by the built-in plugin)."""
+
+BUILTIN_ENCODERS: dict[str, type] = {}
