@@ -1,0 +1,143 @@
+"""Official Depth Anything preprocessing (SPEC section 2) and output upsampling.
+
+Pipeline of the official ``infer_image``: RGB uint8 -> float in [0,1] -> resize (keep aspect,
+shorter side >= ``input_size``, each side a multiple of 14) with bicubic interpolation ->
+ImageNet normalisation -> network -> bilinear upsampling of the prediction to the original size.
+
+Bicubic choice: the official code resizes with ``cv2.resize(..., interpolation=cv2.INTER_CUBIC)``
+on the float image. :func:`prepare_image` does the same (OpenCV, ``opencv-python-headless``), so
+its result matches the official one bit for bit up to float rounding. PyTorch's bicubic
+(``F.interpolate(mode="bicubic", align_corners=False)``) uses the same cubic kernel (a=-0.75) but
+handles borders and downscaling differently, so it differs by a few 1e-3 near edges; use
+:func:`resize_images` when a batched on-device resize matters more than exact parity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "normalize",
+    "target_size",
+    "resize_images",
+    "prepare_image",
+    "upsample_prediction",
+]
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalise a batch of RGB images.
+
+    Args:
+        x: ``(B,3,H,W)`` (or ``(3,H,W)``) float RGB in ``[0,1]``.
+
+    Returns:
+        Same shape, ``(x - mean) / std`` per channel.
+    """
+    if x.dim() not in (3, 4) or x.shape[-3] != 3:
+        raise ValueError(f"normalize: expected (B,3,H,W) or (3,H,W) RGB, got shape {tuple(x.shape)}")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"normalize: expected a float tensor in [0,1], got dtype {x.dtype}")
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def _constrain_to_multiple(x: float, multiple: int, min_val: int) -> int:
+    # Round to the nearest multiple (numpy's round-half-to-even, as the official code uses
+    # np.round); if that falls below the bound, round up instead.
+    y = int(np.round(x / multiple) * multiple)
+    if y < min_val:
+        y = int(math.ceil(x / multiple) * multiple)
+    return y
+
+
+def target_size(h: int, w: int, input_size: int = 518, multiple: int = 14) -> tuple[int, int]:
+    """Network input size ``(h', w')`` for an ``h x w`` image (official "lower bound" rule).
+
+    Keeps the aspect ratio with one common scale so that the shorter side reaches
+    ``input_size``; each side is then rounded to the nearest multiple of ``multiple``, or rounded
+    up when the nearest multiple falls below ``input_size``.
+    """
+    if h <= 0 or w <= 0:
+        raise ValueError(f"target_size: image size must be positive, got {h}x{w}")
+    if input_size <= 0 or multiple <= 0:
+        raise ValueError(f"target_size: input_size and multiple must be positive, got {input_size}, {multiple}")
+    scale = max(input_size / h, input_size / w)
+    return (
+        _constrain_to_multiple(scale * h, multiple, input_size),
+        _constrain_to_multiple(scale * w, multiple, input_size),
+    )
+
+
+def _check_rgb(rgb: np.ndarray) -> None:
+    if not isinstance(rgb, np.ndarray):
+        raise TypeError(f"expected an RGB image as a numpy array, got {type(rgb).__name__}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an RGB image of shape (H,W,3), got shape {rgb.shape}")
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"expected an RGB image of dtype uint8, got {rgb.dtype}")
+
+
+def prepare_image(rgb: np.ndarray, input_size: int = 518) -> torch.Tensor:
+    """Official preprocessing of one image.
+
+    Args:
+        rgb: uint8 numpy ``(H,W,3)`` RGB.
+        input_size: lower bound of the shorter side of the network input.
+
+    Returns:
+        ``(1,3,h',w')`` float32 tensor, ImageNet-normalised, ``(h', w') = target_size(H, W)``,
+        resized with OpenCV bicubic (``INTER_CUBIC``) exactly as the official code.
+    """
+    import cv2  # local import: only inference on numpy images needs OpenCV
+
+    _check_rgb(rgb)
+    h, w = rgb.shape[:2]
+    th, tw = target_size(h, w, input_size)
+    image = rgb.astype(np.float64) / 255.0
+    image = cv2.resize(image, (tw, th), interpolation=cv2.INTER_CUBIC)
+    image = (image - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)
+    image = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32)
+    return torch.from_numpy(image)[None]
+
+
+def resize_images(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Batched torch bicubic resize (not bit-identical to OpenCV, see the module docstring).
+
+    Args:
+        x: ``(B,3,H,W)`` float images (any normalisation).
+        size: ``(h', w')``.
+
+    Returns:
+        ``(B,3,h',w')``.
+    """
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+
+
+def upsample_prediction(
+    pred: torch.Tensor, size: tuple[int, int], align_corners: bool = True
+) -> torch.Tensor:
+    """Bilinearly upsample predictions to the original image size.
+
+    Args:
+        pred: ``(B,h',w')`` disparity or metres (units are kept).
+        size: ``(H, W)``.
+        align_corners: the official V2 ``infer_image`` uses ``True`` (default).
+
+    Returns:
+        ``(B,H,W)``, same dtype. Bilinear never overshoots the input range.
+    """
+    if pred.dim() != 3:
+        raise ValueError(f"upsample_prediction: expected (B,h,w), got shape {tuple(pred.shape)}")
+    out = F.interpolate(pred[:, None], size=tuple(size), mode="bilinear", align_corners=align_corners)
+    return out[:, 0]
