@@ -1,0 +1,253 @@
+"""Pseudo-label store: sharded, atomic, resumable storage of teacher disparities.
+
+Layout under ``root``::
+
+    root/<shard>/shard.json          header: format, teacher_hash, settings, dtype (atomic write)
+    root/<shard>/manifest.jsonl      one JSON line per finished item (append-only, fsync'd)
+    root/<shard>/<hh>/<sha1>.npy     the disparity of one item, ``<sha1>`` = sha1 of its id
+
+Each writer process (e.g. one distributed rank) owns one shard name, so ranks never touch the
+same file and need no coordination. An item's ``.npy`` is written atomically (temp + rename)
+before its manifest line is appended, so a crash can at worst leave an orphan ``.npy`` (redone on
+resume) or a torn last manifest line (ignored and truncated on resume). A re-run with the same
+shard skips the ids in :meth:`PseudoLabelWriter.done_ids`.
+
+Disparities are stored as **float16 ``.npy``** by default (``dtype="float32"`` to keep full
+precision): relative disparity, ``(H, W)``, at the resolution of the original image, bigger =
+nearer, scale and shift unknown. Non-finite values are allowed and read back as invalid pixels.
+
+Every shard records the teacher checkpoint hash (:func:`checkpoint_hash`) and the settings of the
+run (input size, model name, ... any JSON-serialisable dict). Opening a writer whose hash or
+settings differ from those of any existing shard in ``root`` raises :class:`StoreMismatchError`.
+
+``image_ref`` tells the reader (:class:`da_toolkit.data.sources.pseudo.PseudoLabelSource`) where
+the original image is. It is a JSON-serialisable dict, one of:
+
+* ``{"path": "/abs/or/relative/to/root/image.jpg"}`` - an image file;
+* ``{"source": {"class_path": "pkg.Cls", "init_args": {...}}, "index": i}`` - item ``i`` of a
+  data source built from that config (e.g. synthetic scenes, which have no files).
+
+Every built-in data source puts such a dict in ``sample["meta"]["image_ref"]``, so the
+pseudo-label job can pass it through unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from da_toolkit.data.io import atomic_save_npy, atomic_write_json
+
+STORE_FORMAT = "da_toolkit.pseudo_labels/1"
+SHARD_HEADER = "shard.json"
+MANIFEST = "manifest.jsonl"
+_SHARD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class StoreMismatchError(ValueError):
+    """A writer or reader met shards produced by a different teacher or different settings."""
+
+
+def checkpoint_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """``"sha256:<hex>"`` of a checkpoint file (the identity recorded in every shard)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def item_relpath(item_id: str) -> str:
+    """Relative path of an item's ``.npy`` inside its shard (sha1 of the id, 2-level fan-out)."""
+    sha = hashlib.sha1(item_id.encode("utf-8")).hexdigest()
+    return f"{sha[:2]}/{sha}.npy"
+
+
+def _canonical(obj: Any, what: str) -> Any:
+    """Round-trip through JSON so that tuples/lists and key order compare equal."""
+    try:
+        return json.loads(json.dumps(obj, sort_keys=True))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be JSON-serialisable: {exc}") from None
+
+
+def read_shard_header(shard_dir: Path) -> dict[str, Any]:
+    """Read and check ``shard.json`` of one shard folder."""
+    path = shard_dir / SHARD_HEADER
+    try:
+        header = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StoreMismatchError(f"{path}: missing shard header") from None
+    except json.JSONDecodeError as exc:
+        raise StoreMismatchError(f"{path}: invalid JSON ({exc})") from None
+    if header.get("format") != STORE_FORMAT:
+        raise StoreMismatchError(f"{path}: format {header.get('format')!r}, expected {STORE_FORMAT!r}")
+    for key in ("teacher_hash", "settings", "dtype"):
+        if key not in header:
+            raise StoreMismatchError(f"{path}: missing field {key!r}")
+    return header
+
+
+def _parse_entry(line: bytes) -> dict[str, Any]:
+    entry = json.loads(line)
+    if not isinstance(entry, dict) or "id" not in entry or "file" not in entry:
+        raise ValueError("an entry needs 'id' and 'file'")
+    return entry
+
+
+def read_manifest(shard_dir: Path, *, repair: bool = False) -> list[dict[str, Any]]:
+    """Entries of a shard's manifest, in write order (the last entry wins for a repeated id).
+
+    Only a torn tail (bytes after the last newline, left by a crash while appending) is
+    tolerated: it is ignored, and with ``repair=True`` cut off the file (or completed with a
+    newline if it is a whole entry). A bad complete line is an error naming the line.
+    """
+    path = shard_dir / MANIFEST
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    cut = raw.rfind(b"\n") + 1
+    body, tail = raw[:cut], raw[cut:]
+    entries: list[dict[str, Any]] = []
+    for n, line in enumerate(body.split(b"\n")[:-1], start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(_parse_entry(line))
+        except ValueError as exc:
+            raise StoreMismatchError(f"{path}: line {n} is not a valid manifest entry ({exc})") from None
+    fixed = body
+    if tail.strip():
+        try:
+            entries.append(_parse_entry(tail))
+            fixed = body + tail + b"\n"
+        except ValueError:
+            pass
+    if repair and fixed != raw:
+        with open(path, "r+b") as handle:
+            handle.seek(0)
+            handle.write(fixed)
+            handle.truncate(len(fixed))
+            handle.flush()
+            os.fsync(handle.fileno())
+    return entries
+
+
+class PseudoLabelWriter:
+    """Writes one shard of a pseudo-label store; safe to resume, one writer per shard.
+
+    Args:
+        root: store folder (created if missing); several shards live side by side.
+        shard: this writer's shard name, e.g. ``f"rank{global_rank:03d}"`` (letters, digits,
+            ``_ . -``). Two live writers must never share a shard name.
+        teacher_hash: identity of the teacher checkpoint, e.g. :func:`checkpoint_hash`.
+        settings: JSON-serialisable settings of the run (input size, model, ...); compared on
+            resume and against the other shards.
+        dtype: ``"float16"`` (default, half the disk) or ``"float32"``.
+
+    Raises:
+        StoreMismatchError: ``root`` already holds a shard with another teacher hash, other
+            settings or another dtype.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        shard: str,
+        teacher_hash: str,
+        settings: Mapping[str, Any],
+        dtype: Literal["float16", "float32"] = "float16",
+    ) -> None:
+        if not _SHARD_RE.match(shard):
+            raise ValueError(f"shard name {shard!r}: use letters, digits, '_', '.', '-' (not starting with '.')")
+        if dtype not in ("float16", "float32"):
+            raise ValueError(f"dtype {dtype!r}: expected 'float16' or 'float32'")
+        if not isinstance(teacher_hash, str) or not teacher_hash:
+            raise ValueError("teacher_hash must be a non-empty string (e.g. checkpoint_hash(path))")
+        self.root = Path(root)
+        self.shard = shard
+        self.dir = self.root / shard
+        self.header = {
+            "format": STORE_FORMAT,
+            "teacher_hash": teacher_hash,
+            "settings": _canonical(dict(settings), "settings"),
+            "dtype": dtype,
+        }
+        self._check_against_existing()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not (self.dir / SHARD_HEADER).exists():
+            atomic_write_json(self.dir / SHARD_HEADER, self.header)
+        self._done: dict[str, str] = {}
+        for entry in read_manifest(self.dir, repair=True):
+            if (self.dir / entry["file"]).is_file():
+                self._done[entry["id"]] = entry["file"]
+        self._manifest = open(self.dir / MANIFEST, "ab")  # noqa: SIM115 - closed in close()
+
+    def _check_against_existing(self) -> None:
+        if not self.root.is_dir():
+            return
+        for other in sorted(p for p in self.root.iterdir() if (p / SHARD_HEADER).exists()):
+            theirs = read_shard_header(other)
+            for key in ("teacher_hash", "settings", "dtype"):
+                if theirs[key] != self.header[key]:
+                    raise StoreMismatchError(
+                        f"pseudo-label store {self.root}: shard {other.name!r} was written with "
+                        f"{key}={json.dumps(theirs[key], sort_keys=True)}, but this run "
+                        f"(shard {self.shard!r}) has {key}={json.dumps(self.header[key], sort_keys=True)}; "
+                        "use a new store folder or the same teacher and settings"
+                    )
+
+    def done_ids(self) -> set[str]:
+        """Ids already stored in this shard (skip them when resuming)."""
+        return set(self._done)
+
+    def write(self, item_id: str, image_ref: Mapping[str, Any], disparity: np.ndarray) -> None:
+        """Store the relative disparity ``(H, W)`` of one item (atomic; replaces an earlier one).
+
+        Args:
+            item_id: stable id of the item (``sample["meta"]["id"]``); unique within the store.
+            image_ref: where the original image is (see the module docstring).
+            disparity: float array ``(H, W)`` (a leading 1-axis is squeezed), relative disparity.
+        """
+        if self._manifest.closed:
+            raise RuntimeError(f"PseudoLabelWriter for shard {self.shard!r} is closed")
+        if not isinstance(item_id, str) or not item_id:
+            raise ValueError(f"item_id must be a non-empty string, got {item_id!r}")
+        ref = _canonical(dict(image_ref), "image_ref")
+        if not ("path" in ref or ("source" in ref and "index" in ref)):
+            raise ValueError(f"image_ref for {item_id!r} needs 'path' or 'source'+'index', got keys {sorted(ref)}")
+        arr = np.asarray(disparity)
+        if arr.ndim == 3 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(f"disparity for {item_id!r} must be a float (H, W) array, got {arr.dtype} {arr.shape}")
+        rel = item_relpath(item_id)
+        atomic_save_npy(self.dir / rel, arr.astype(self.header["dtype"]))
+        line = json.dumps({"id": item_id, "file": rel, "image_ref": ref, "shape": list(arr.shape)}, sort_keys=True)
+        self._manifest.write(line.encode() + b"\n")
+        self._manifest.flush()
+        os.fsync(self._manifest.fileno())
+        self._done[item_id] = rel
+
+    def close(self) -> None:
+        """Close the manifest (idempotent)."""
+        if not self._manifest.closed:
+            self._manifest.close()
+
+    def __enter__(self) -> PseudoLabelWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # best effort
+        manifest = getattr(self, "_manifest", None)
+        if manifest is not None and not manifest.closed:
+            manifest.close()
