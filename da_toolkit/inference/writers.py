@@ -1,3 +1,242 @@
-"""Prediction writers (registered by the built-in plugin)."""
+"""Prediction writers: Lightning ``BasePredictionWriter`` callbacks, one output format each.
 
-BUILTIN_WRITERS: dict[str, type] = {}
+Every writer writes one file per :class:`~da_toolkit.inference.items.PredictionItem` under its
+``output_dir`` mirroring the input tree, atomically, and skips items whose file already exists
+(unless ``overwrite``). Registered by the built-in plugin under the short names of
+:data:`BUILTIN_WRITERS`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from da_toolkit.inference.atomic import atomic_path
+from da_toolkit.inference.colorize import colorize, side_by_side
+from da_toolkit.inference.items import PredictionItem, output_path
+from da_toolkit.inference.png16 import write_png16
+from da_toolkit.inference.pointcloud import Intrinsics, backproject, disparity_to_depth, write_ply
+
+
+class DepthWriter(BasePredictionWriter):
+    """Base class: per-item files ``output_dir/<id><suffix>``, resumable, atomic.
+
+    Subclasses implement :meth:`write_item`. A failure on one item is reported (warning naming
+    the source file) and recorded in :attr:`failures`; the run continues.
+    """
+
+    #: whether this writer needs the input image in each item
+    needs_image: bool = False
+
+    def __init__(self, output_dir: str = "predictions", suffix: str = ".npy", overwrite: bool = False) -> None:
+        super().__init__(write_interval="batch")
+        if not suffix:
+            raise ValueError(f"{type(self).__name__}: suffix must not be empty")
+        self.output_dir = Path(output_dir)
+        self.suffix = suffix
+        self.overwrite = overwrite
+        self.failures: list[tuple[str, str]] = []
+        self.written = 0
+
+    def output_path(self, meta: dict[str, Any]) -> Path:
+        """The file written for an item with this ``meta``."""
+        return output_path(self.output_dir, meta, self.suffix)
+
+    def is_done(self, meta: dict[str, Any]) -> bool:
+        """Whether the item's output already exists (and will be skipped)."""
+        return not self.overwrite and self.output_path(meta).exists()
+
+    @abstractmethod
+    def write_item(self, item: PredictionItem) -> None:
+        """Write one successful item (``item.depth`` is not ``None``)."""
+
+    def write_items(self, items: Sequence[PredictionItem]) -> None:
+        """Write every successful, unfinished item; failures are reported and skipped."""
+        for item in items:
+            if item.depth is None or item.error is not None or self.is_done(item.meta):
+                continue
+            try:
+                self.write_item(item)
+                self.written += 1
+            except Exception as exc:  # noqa: BLE001 - one bad item must not stop the run
+                source = item.meta.get("source", item.meta.get("id"))
+                msg = f"{type(exc).__name__}: {exc}"
+                self.failures.append((str(source), msg))
+                warnings.warn(f"{type(self).__name__}: could not write output for {source}: {msg}", stacklevel=2)
+
+    # Lightning hooks -------------------------------------------------------------------------
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        dm = getattr(trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "add_done_filter") and not self.overwrite:
+            dm.add_done_filter(self.is_done)
+        if dm is not None and self.needs_image and hasattr(dm, "keep_images"):
+            dm.keep_images = True
+
+    def write_on_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        prediction: Any,
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self.write_items(prediction)
+
+
+class NpyWriter(DepthWriter):
+    """``.npy`` float32 ``(H,W)`` at the original size (disparity or metres, as the model outputs)."""
+
+    def __init__(self, output_dir: str = "predictions", suffix: str = ".npy", overwrite: bool = False) -> None:
+        super().__init__(output_dir, suffix, overwrite)
+
+    def write_item(self, item: PredictionItem) -> None:
+        assert item.depth is not None
+        with atomic_path(self.output_path(item.meta)) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, np.asarray(item.depth, dtype=np.float32))
+
+
+class Png16Writer(DepthWriter):
+    """16-bit grayscale PNG; ``depth = value * scale + offset`` recorded in the ``da_toolkit`` text chunk.
+
+    Args:
+        scale: fixed units per step (e.g. ``0.001`` = millimetres for metric models); ``None``
+            stretches each map's range over 0..65535 and records the per-image scale/offset.
+    """
+
+    def __init__(
+        self,
+        output_dir: str = "predictions",
+        suffix: str = "_depth16.png",
+        scale: float | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        super().__init__(output_dir, suffix, overwrite)
+        if scale is not None and scale <= 0:
+            raise ValueError(f"Png16Writer: scale must be > 0 or None, got {scale}")
+        self.scale = scale
+
+    def write_item(self, item: PredictionItem) -> None:
+        assert item.depth is not None
+        units = "metres" if item.output_kind == "metric" else "relative disparity (bigger = nearer)"
+        write_png16(self.output_path(item.meta), item.depth, self.scale, kind=item.output_kind, units=units)
+
+
+class ColormapWriter(DepthWriter):
+    """Colourised PNG (matplotlib colormap), optionally side by side with the input image.
+
+    Near is at the top of the colormap for both output kinds (metric depth is inverted).
+    """
+
+    def __init__(
+        self,
+        output_dir: str = "predictions",
+        suffix: str = "_vis.png",
+        cmap: str = "Spectral_r",
+        side_by_side: bool = False,
+        overwrite: bool = False,
+    ) -> None:
+        super().__init__(output_dir, suffix, overwrite)
+        import matplotlib
+
+        if cmap not in matplotlib.colormaps:
+            raise ValueError(f"ColormapWriter: unknown matplotlib colormap {cmap!r} (e.g. 'Spectral_r', 'inferno')")
+        self.cmap = cmap
+        self.side_by_side = side_by_side
+        self.needs_image = side_by_side
+
+    def render(self, item: PredictionItem) -> np.ndarray:
+        """The ``(H,W,3)`` or ``(H,2W,3)`` uint8 picture written for ``item``."""
+        assert item.depth is not None
+        vis = colorize(item.depth, self.cmap, invert=item.output_kind == "metric")
+        if self.side_by_side:
+            if item.image is None:
+                raise ValueError("side_by_side needs the input image, but the item carries none")
+            vis = side_by_side(item.image, vis)
+        return vis
+
+    def write_item(self, item: PredictionItem) -> None:
+        from PIL import Image
+
+        with atomic_path(self.output_path(item.meta)) as tmp:
+            Image.fromarray(self.render(item)).save(tmp, format="PNG")
+
+
+class PlyWriter(DepthWriter):
+    """Binary PLY point cloud (x right, y down, z forward) from user-given pinhole intrinsics.
+
+    Give ``fx``/``fy`` (and optionally ``cx``/``cy``, default image centre) in pixels of the
+    original image, or ``hfov_deg``. Metric models give points in metres. Relative (disparity)
+    models are converted with a stated assumption (see
+    :func:`~da_toolkit.inference.pointcloud.disparity_to_depth`): shift 0, median depth =
+    ``relative_median_depth`` (arbitrary units); the assumption is written in the PLY header.
+    Points are coloured by the input image.
+    """
+
+    needs_image = True
+
+    def __init__(
+        self,
+        output_dir: str = "predictions",
+        fx: float | None = None,
+        fy: float | None = None,
+        cx: float | None = None,
+        cy: float | None = None,
+        hfov_deg: float | None = None,
+        stride: int = 1,
+        relative_median_depth: float = 1.0,
+        suffix: str = ".ply",
+        overwrite: bool = False,
+    ) -> None:
+        super().__init__(output_dir, suffix, overwrite)
+        if (fx is None) != (fy is None):
+            raise ValueError("PlyWriter: give both fx and fy (pixels), or hfov_deg")
+        if fx is None and hfov_deg is None:
+            raise ValueError("PlyWriter: intrinsics are required: fx and fy (pixels) or hfov_deg (degrees)")
+        if stride < 1:
+            raise ValueError(f"PlyWriter: stride must be >= 1, got {stride}")
+        self.fx, self.fy, self.cx, self.cy, self.hfov_deg = fx, fy, cx, cy, hfov_deg
+        self.stride = stride
+        self.relative_median_depth = relative_median_depth
+
+    def intrinsics(self, height: int, width: int) -> np.ndarray:
+        """The camera matrix used for an image of this size."""
+        if self.fx is not None and self.fy is not None:
+            intr = Intrinsics(self.fx, self.fy, self.cx, self.cy)
+        else:
+            assert self.hfov_deg is not None
+            f = Intrinsics.from_fov(self.hfov_deg, width)
+            intr = Intrinsics(f.fx, f.fy, self.cx, self.cy)
+        return intr.matrix(height, width)
+
+    def write_item(self, item: PredictionItem) -> None:
+        assert item.depth is not None
+        if item.output_kind == "metric":
+            depth = np.asarray(item.depth, dtype=np.float64)
+            comments = ("units metres (metric model)",)
+        else:
+            depth = disparity_to_depth(item.depth, self.relative_median_depth)
+            comments = (
+                "relative model: depth = k / disparity assuming zero shift,",
+                f"k chosen so that the median depth is {self.relative_median_depth} (arbitrary units)",
+            )
+        K = self.intrinsics(*depth.shape)
+        points, pix = backproject(depth, K, self.stride)
+        colors = item.image[pix[:, 0], pix[:, 1]] if item.image is not None else None
+        write_ply(self.output_path(item.meta), points, colors, comments)
+
+
+BUILTIN_WRITERS: dict[str, type] = {
+    "npy": NpyWriter,
+    "png16": Png16Writer,
+    "colormap": ColormapWriter,
+    "ply": PlyWriter,
+}
