@@ -94,3 +94,15 @@ KINDS: dict[str, str] = {
     "da_toolkit_metrics": "metrics",
     "da_toolkit_writers": "writers",
 }
+
+#: Kind -> base classes (``"module:attr"``) a registered class must derive from (any of them).
+#: Checked when the registry is collected; a class of another base is reported and skipped.
+KIND_BASES: dict[str, tuple[str, ...]] = {
+    "encoders": ("torch.nn:Module",),
+    "decoders": ("torch.nn:Module",),
+    "perturbations": ("torch.nn:Module",),
+    "losses": ("torch.nn:Module",),
+    "datasources": ("torch.utils.data:Dataset",),
+    "metrics": ("torchmetrics:Metric",),
+    "writers": ("lightning.pytorch.callbacks:Callback", "pytorch_lightning.callbacks:Callback"),
+}

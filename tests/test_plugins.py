@@ -1,0 +1,544 @@
+"""Plugin manager and registry: hooks, entry-point autoload, blocking, broken plugins, clashes.
+
+Unit tests use fake entry points (objects with ``name``, ``load()`` and ``dist``), as pluggy and
+pytest do; one test builds and installs a real throwaway plugin package with pip (offline).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from importlib import metadata
+from pathlib import Path
+
+import pluggy
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+import da_toolkit
+from da_toolkit import builtin, hookspecs, plugins
+from da_toolkit.plugins import (
+    AUTOLOAD_ENV,
+    BLOCK_ENV,
+    EXTRA_ENV,
+    PluginConflictError,
+    UnknownComponentError,
+    build_plugin_manager,
+    build_registry,
+)
+
+# --------------------------------------------------------------------------- helpers
+
+
+class FakeDist:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class FakeEntryPoint:
+    """Stands in for importlib.metadata.EntryPoint; counts loads."""
+
+    def __init__(self, name: str, obj: object = None, dist: str | None = "fake-dist", error: Exception | None = None):
+        self.name = name
+        self.value = f"fake_{name}"
+        self.group = plugins.ENTRY_POINT_GROUP
+        self.dist = FakeDist(dist) if dist else None
+        self._obj = obj
+        self._error = error
+        self.loads = 0
+
+    def load(self) -> object:
+        self.loads += 1
+        if self._error is not None:
+            raise self._error
+        return self._obj
+
+
+class TinyEncoder(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class OtherEncoder(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+
+class TinyLoss(nn.Module):
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return (pred - target).abs()[mask].mean()
+
+
+class TinySource(Dataset):
+    def __len__(self) -> int:
+        return 0
+
+
+def make_plugin(**hooks: object) -> types.SimpleNamespace:
+    """A plugin object whose hook ``da_toolkit_<kind>`` returns ``hooks[kind]`` (a callable is
+    called instead, to raise)."""
+    ns = types.SimpleNamespace()
+    for kind, value in hooks.items():
+
+        def impl(value: object = value) -> object:
+            return value() if callable(value) and not isinstance(value, type) else value
+
+        # pluggy reads the hook arguments from the signature: expose a zero-argument function
+        fn = hookspecs.hookimpl(lambda value=value: impl(value))
+        fn.__name__ = f"da_toolkit_{kind}"
+        setattr(ns, f"da_toolkit_{kind}", fn)
+    return ns
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch):
+    for var in (AUTOLOAD_ENV, BLOCK_ENV, EXTRA_ENV):
+        monkeypatch.delenv(var, raising=False)
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+def own(reg: plugins.Registry, kind: str, plugin: str) -> set[str]:
+    """Names of ``kind`` registered by ``plugin`` (built-ins vary while the toolkit grows)."""
+    return {name for name, comp in reg.kind(kind).items() if comp.plugin == plugin}
+
+
+def failure_texts(reg: plugins.Registry) -> list[str]:
+    return [f"{f.plugin}|{f.distribution}|{f.error}" for f in reg.failures]
+
+
+# --------------------------------------------------------------------------- hooks and builtin
+
+
+def test_hookimpl_marker_is_importable_from_package() -> None:
+    from da_toolkit import hookimpl
+
+    assert hookimpl is hookspecs.hookimpl
+
+    @hookimpl
+    def da_toolkit_losses() -> dict[str, type]:
+        return {}
+
+    assert hasattr(da_toolkit_losses, f"{hookspecs.PROJECT_NAME}_impl")
+
+
+def test_hookspecs_declare_the_documented_hooks() -> None:
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    for hook in (
+        "da_toolkit_encoders",
+        "da_toolkit_decoders",
+        "da_toolkit_perturbations",
+        "da_toolkit_losses",
+        "da_toolkit_datasources",
+        "da_toolkit_metrics",
+        "da_toolkit_writers",
+    ):
+        caller = getattr(pm.hook, hook)
+        assert caller.spec is not None, hook
+        assert caller.spec.argnames == (), f"{hook} must take no arguments"
+        assert caller.spec.function.__doc__, f"{hook} must document its contract"
+    assert set(hookspecs.KINDS) == {n for n in dir(hookspecs) if n.startswith("da_toolkit_")}
+    assert set(hookspecs.KIND_BASES) == set(hookspecs.KINDS.values())
+
+
+def test_builtin_is_an_ordinary_plugin_using_the_same_hooks() -> None:
+    pm, failures, dists = build_plugin_manager(entry_points=[])
+    assert pm.get_plugin(plugins.BUILTIN_NAME) is builtin
+    assert dists[plugins.BUILTIN_NAME] == "da-toolkit"
+    implemented = {c.name for c in pm.get_hookcallers(builtin)}
+    assert implemented == set(hookspecs.KINDS), "builtin must implement every hook"
+    assert failures == []
+
+
+BUILTIN_DICTS = {
+    "encoders": ("da_toolkit.models.encoders", "BUILTIN_ENCODERS"),
+    "decoders": ("da_toolkit.models.decoders", "BUILTIN_DECODERS"),
+    "perturbations": ("da_toolkit.perturb", "BUILTIN_PERTURBATIONS"),
+    "losses": ("da_toolkit.losses", "BUILTIN_LOSSES"),
+    "datasources": ("da_toolkit.data.sources", "BUILTIN_DATASOURCES"),
+    "metrics": ("da_toolkit.metrics", "BUILTIN_METRICS"),
+    "writers": ("da_toolkit.inference.writers", "BUILTIN_WRITERS"),
+}
+
+
+def test_builtin_components_all_registered_without_failures() -> None:
+    reg = build_registry(entry_points=[])
+    assert reg.failures == [], failure_texts(reg)
+    for kind, (module, attr) in BUILTIN_DICTS.items():
+        expected = dict(getattr(importlib.import_module(module), attr))
+        got = reg.kind(kind)
+        assert set(got) == set(expected), kind
+        for name, comp in got.items():
+            assert comp.cls is expected[name]
+            assert (comp.plugin, comp.distribution) == ("builtin", "da-toolkit")
+
+
+def test_builtin_mapping_flows_through_the_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    losses = importlib.import_module("da_toolkit.losses")
+    monkeypatch.setitem(losses.BUILTIN_LOSSES, "zz_test_loss", TinyLoss)
+    reg = build_registry(entry_points=[])
+    assert reg.get("losses", "zz_test_loss") is TinyLoss
+    assert reg.kind("losses")["zz_test_loss"].plugin == "builtin"
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def test_entry_point_plugin_registers_components() -> None:
+    ep = FakeEntryPoint("good", make_plugin(encoders={"tiny": TinyEncoder}, losses={"tiny_l1": TinyLoss}), "good-dist")
+    reg = build_registry(entry_points=[ep])
+    assert reg.get("encoders", "tiny") is TinyEncoder
+    comp = reg.kind("losses")["tiny_l1"]
+    assert (comp.cls, comp.plugin, comp.distribution) == (TinyLoss, "good", "good-dist")
+    assert comp.class_path == f"{__name__}.TinyLoss"
+    assert reg.plugins == {"builtin": "da-toolkit", "good": "good-dist"}
+    assert reg.failures == [], failure_texts(reg)
+
+
+def test_real_entry_point_object_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("fake_da_plugin_mod")
+
+    @hookspecs.hookimpl
+    def da_toolkit_datasources() -> dict[str, type]:
+        return {"tiny_src": TinySource}
+
+    module.da_toolkit_datasources = da_toolkit_datasources
+    monkeypatch.setitem(sys.modules, "fake_da_plugin_mod", module)
+    ep = metadata.EntryPoint(name="realep", value="fake_da_plugin_mod", group=plugins.ENTRY_POINT_GROUP)
+    reg = build_registry(entry_points=[ep])
+    assert reg.get("datasources", "tiny_src") is TinySource
+    assert reg.plugins["realep"] is None
+
+
+@pytest.fixture
+def installed_fake(monkeypatch: pytest.MonkeyPatch) -> FakeEntryPoint:
+    """Make importlib.metadata report one fake installed entry point in group da_toolkit."""
+    ep = FakeEntryPoint("auto", make_plugin(encoders={"auto_enc": TinyEncoder}), "auto-dist")
+    real = metadata.entry_points
+
+    def fake_entry_points(**kwargs: object):
+        if kwargs.get("group") == plugins.ENTRY_POINT_GROUP:
+            return [ep]
+        return real(**kwargs)
+
+    monkeypatch.setattr(plugins.metadata, "entry_points", fake_entry_points)
+    return ep
+
+
+def test_autoload_reads_installed_entry_points(installed_fake: FakeEntryPoint) -> None:
+    assert plugins.get_component("encoders", "auto_enc") is TinyEncoder
+    assert plugins.registry("encoders")["auto_enc"] is TinyEncoder
+    assert installed_fake.loads == 1
+    plugins.get_component("encoders", "auto_enc")  # cached process-wide registry
+    assert installed_fake.loads == 1
+
+
+@pytest.mark.parametrize("value", ["1", "true", "yes"])
+def test_autoload_can_be_disabled(installed_fake: FakeEntryPoint, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(AUTOLOAD_ENV, value)
+    reg = build_registry()
+    assert "auto_enc" not in reg.kind("encoders")
+    assert installed_fake.loads == 0
+    assert "builtin" in reg.plugins  # built-ins are not third-party: still there
+
+
+@pytest.mark.parametrize("value", ["", "0", "false"])
+def test_autoload_enabled_values(installed_fake: FakeEntryPoint, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(AUTOLOAD_ENV, value)
+    assert "auto_enc" in build_registry().kind("encoders")
+
+
+def test_plugin_module_named_in_env_loads_even_without_autoload(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("fake_env_plugin")
+    module.da_toolkit_losses = hookspecs.hookimpl(lambda: {"env_loss": TinyLoss})
+    module.da_toolkit_losses.__name__ = "da_toolkit_losses"
+    monkeypatch.setitem(sys.modules, "fake_env_plugin", module)
+    monkeypatch.setenv(AUTOLOAD_ENV, "1")
+    monkeypatch.setenv(EXTRA_ENV, "fake_env_plugin, missing_module_xyz")
+    reg = build_registry()
+    assert reg.get("losses", "env_loss") is TinyLoss
+    (fail,) = reg.failures
+    assert fail.plugin == "missing_module_xyz" and "ModuleNotFoundError" in fail.error
+
+
+def test_blocked_plugin_is_not_even_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = FakeEntryPoint("blockme", make_plugin(encoders={"blocked_enc": TinyEncoder}))
+    good = FakeEntryPoint("keepme", make_plugin(encoders={"kept_enc": OtherEncoder}))
+    monkeypatch.setenv(BLOCK_ENV, "blockme, other")
+    reg = build_registry(entry_points=[bad, good])
+    assert bad.loads == 0
+    assert "blocked_enc" not in reg.kind("encoders")
+    assert reg.get("encoders", "kept_enc") is OtherEncoder
+    assert "blockme" in reg.blocked and "blockme" not in reg.plugins
+
+
+def test_builtin_cannot_be_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(BLOCK_ENV, "builtin")
+    reg = build_registry(entry_points=[])
+    assert "builtin" in reg.plugins and "builtin" not in reg.blocked
+
+
+# --------------------------------------------------------------------------- broken plugins
+
+
+def test_plugin_raising_on_import_is_reported_and_rest_works() -> None:
+    broken = FakeEntryPoint("broken", error=ImportError("No module named 'cv3'"), dist="broken-dist")
+    good = FakeEntryPoint("good", make_plugin(losses={"good_loss": TinyLoss}))
+    reg = build_registry(entry_points=[broken, good])
+    (fail,) = reg.failures
+    assert fail.plugin == "broken" and fail.distribution == "broken-dist"
+    assert "ImportError" in fail.error and "cv3" in fail.error
+    assert reg.get("losses", "good_loss") is TinyLoss
+    assert "broken" not in reg.plugins
+
+
+def test_plugin_raising_any_exception_on_import_is_contained() -> None:
+    broken = FakeEntryPoint("zerodiv", error=ZeroDivisionError("boom"))
+    reg = build_registry(entry_points=[broken])
+    assert [f.plugin for f in reg.failures] == ["zerodiv"]
+    assert "ZeroDivisionError: boom" in reg.failures[0].error
+
+
+def test_hook_raising_is_reported_other_hooks_of_plugin_still_work() -> None:
+    def explode() -> dict:
+        raise RuntimeError("kaputt")
+
+    plug = make_plugin(encoders=explode, losses={"ok_loss": TinyLoss})
+    reg = build_registry(entry_points=[FakeEntryPoint("half", plug)])
+    (fail,) = reg.failures
+    assert fail.plugin == "half" and "da_toolkit_encoders" in fail.error and "kaputt" in fail.error
+    assert reg.get("losses", "ok_loss") is TinyLoss
+
+
+@pytest.mark.parametrize("returned", [["tiny", TinyEncoder], "tiny", 3, (("tiny", TinyEncoder),)])
+def test_hook_returning_non_mapping_is_reported(returned: object) -> None:
+    plug = make_plugin(encoders=lambda: returned, losses={"ok_loss": TinyLoss})
+    reg = build_registry(entry_points=[FakeEntryPoint("nodict", plug)])
+    (fail,) = reg.failures
+    assert fail.plugin == "nodict" and "must return a mapping" in fail.error
+    assert type(returned).__name__ in fail.error
+    assert "tiny" not in reg.kind("encoders")
+    assert reg.get("losses", "ok_loss") is TinyLoss
+
+
+def test_hook_returning_none_adds_nothing_without_failure() -> None:
+    reg = build_registry(entry_points=[FakeEntryPoint("nothing", make_plugin(encoders=lambda: None))])
+    assert reg.failures == []
+
+
+def test_non_class_and_wrong_base_values_are_rejected_individually() -> None:
+    def not_a_class() -> None:
+        return None
+
+    plug = make_plugin(
+        encoders={"fn": not_a_class, "ok": TinyEncoder, "ds": TinySource, "": TinyEncoder},
+    )
+    reg = build_registry(entry_points=[FakeEntryPoint("mixed", plug)])
+    assert own(reg, "encoders", "mixed") == {"ok"}
+    errors = " ".join(f.error for f in reg.failures)
+    assert "'fn' must be a class" in errors
+    assert "TinySource must subclass torch.nn.Module" in errors
+    assert "non-empty strings" in errors
+    assert len(reg.failures) == 3
+
+
+def test_datasource_must_be_a_dataset() -> None:
+    plug = make_plugin(datasources={"src": TinySource, "mod": TinyLoss})
+    reg = build_registry(entry_points=[FakeEntryPoint("srcs", plug)])
+    assert own(reg, "datasources", "srcs") == {"src"}
+    assert "torch.utils.data.Dataset" in reg.failures[0].error
+
+
+def test_misspelled_hook_is_reported_with_suggestion() -> None:
+    plug = types.SimpleNamespace()
+    fn = hookspecs.hookimpl(lambda: {"x": TinyEncoder})
+    fn.__name__ = "da_toolkit_encoder"
+    plug.da_toolkit_encoder = fn
+    reg = build_registry(entry_points=[FakeEntryPoint("typo", plug)])
+    (fail,) = reg.failures
+    assert fail.plugin == "typo" and "'da_toolkit_encoder'" in fail.error
+    assert "did you mean da_toolkit_encoders" in fail.error
+
+
+def test_hook_with_arguments_is_refused_by_pluggy_and_reported() -> None:
+    plug = types.SimpleNamespace()
+
+    @hookspecs.hookimpl
+    def da_toolkit_losses(config):  # noqa: ANN001, ANN202 - hooks take no arguments
+        return {}
+
+    plug.da_toolkit_losses = da_toolkit_losses
+    good = FakeEntryPoint("good", make_plugin(losses={"ok_loss": TinyLoss}))
+    reg = build_registry(entry_points=[FakeEntryPoint("args", plug), good])
+    (fail,) = reg.failures
+    assert fail.plugin == "args" and "not registered" in fail.error and "config" in fail.error
+    assert reg.get("losses", "ok_loss") is TinyLoss
+
+
+def test_same_plugin_name_from_two_distributions_is_reported() -> None:
+    first = FakeEntryPoint("same", make_plugin(encoders={"a": TinyEncoder}), "dist-one")
+    second = FakeEntryPoint("same", make_plugin(encoders={"b": OtherEncoder}), "dist-two")
+    reg = build_registry(entry_points=[first, second])
+    assert "a" in reg.kind("encoders") and "b" not in reg.kind("encoders")
+    (fail,) = reg.failures
+    assert fail.distribution == "dist-two" and "dist-one" in fail.error
+    assert second.loads == 0
+
+
+# --------------------------------------------------------------------------- name clashes
+
+
+def test_name_registered_twice_names_both_plugins_and_rest_works() -> None:
+    one = FakeEntryPoint("one", make_plugin(encoders={"dup": TinyEncoder, "only_one": TinyEncoder}), "one-dist")
+    two = FakeEntryPoint("two", make_plugin(encoders={"dup": OtherEncoder, "only_two": OtherEncoder}), "two-dist")
+    reg = build_registry(entry_points=[one, two])
+    with pytest.raises(PluginConflictError) as info:
+        reg.get("encoders", "dup")
+    message = str(info.value)
+    assert "'one'" in message and "'two'" in message and "one-dist" in message and "two-dist" in message
+    assert reg.get("encoders", "only_one") is TinyEncoder
+    assert reg.get("encoders", "only_two") is OtherEncoder
+    assert "dup" not in reg.usable("encoders") and "only_two" in reg.usable("encoders")
+    assert [c.plugin for c in reg.conflicts[("encoders", "dup")]] == ["one", "two"]
+    (fail,) = reg.failures
+    assert fail.plugin == "two" and "'one'" in fail.error
+
+
+def test_clash_with_builtin_name_is_an_error_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    losses = importlib.import_module("da_toolkit.losses")
+    monkeypatch.setitem(losses.BUILTIN_LOSSES, "zz_clash", TinyLoss)
+    other = type("OtherLoss", (TinyLoss,), {})
+    reg = build_registry(entry_points=[FakeEntryPoint("thief", make_plugin(losses={"zz_clash": other}))])
+    with pytest.raises(PluginConflictError, match="'builtin'.*'thief'"):
+        reg.get("losses", "zz_clash")
+    assert reg.kind("losses")["zz_clash"].plugin == "builtin"
+
+
+def test_same_name_in_different_kinds_is_fine() -> None:
+    plug = make_plugin(encoders={"same": TinyEncoder}, losses={"same": TinyLoss})
+    reg = build_registry(entry_points=[FakeEntryPoint("p", plug)])
+    assert reg.get("encoders", "same") is TinyEncoder and reg.get("losses", "same") is TinyLoss
+    assert reg.failures == []
+
+
+def test_unknown_names_and_kinds_give_helpful_errors() -> None:
+    reg = build_registry(entry_points=[FakeEntryPoint("p", make_plugin(encoders={"convnext_tiny": TinyEncoder}))])
+    with pytest.raises(UnknownComponentError, match="did you mean convnext_tiny"):
+        reg.get("encoders", "convnext_tiy")
+    with pytest.raises(KeyError):
+        reg.get("encoders", "nothing_like_it")
+    with pytest.raises(UnknownComponentError, match="unknown component kind 'encoder'.*encoders"):
+        reg.get("encoder", "convnext_tiny")
+
+
+# --------------------------------------------------------------------------- a real package
+
+
+def _write_throwaway_package(root: Path) -> Path:
+    pkg = root / "pkg"
+    pkg.mkdir()
+    (pkg / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [build-system]
+            requires = ["setuptools>=64"]
+            build-backend = "setuptools.build_meta"
+
+            [project]
+            name = "da-toolkit-throwaway-test-plugin"
+            version = "0.0.1"
+
+            [project.entry-points.da_toolkit]
+            throwaway = "da_toolkit_throwaway_test_plugin"
+
+            [tool.setuptools]
+            py-modules = ["da_toolkit_throwaway_test_plugin"]
+            """
+        )
+    )
+    (pkg / "da_toolkit_throwaway_test_plugin.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from torch import nn
+
+            from da_toolkit import hookimpl
+
+
+            class ThrowawayL1(nn.Module):
+                def forward(self, pred, target, mask):
+                    return (pred - target).abs()[mask].mean()
+
+
+            @hookimpl
+            def da_toolkit_losses():
+                return {"throwaway_l1": ThrowawayL1}
+            """
+        )
+    )
+    return pkg
+
+
+def pip_install_target(package_dir: Path, target: Path) -> None:
+    """Build and install a package with pip, offline, into ``target`` (a site dir of its own, so
+    the shared environment is never modified and nothing needs uninstalling)."""
+    cmd = [
+        sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+        "--no-cache-dir", "--disable-pip-version-check", "--quiet", "--target", str(target), str(package_dir),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"pip failed:\n{done.stdout}\n{done.stderr}"
+
+
+def da_toolkit_command() -> list[str]:
+    script = Path(sys.executable).with_name("da-toolkit")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "da_toolkit.cli"]
+
+
+def test_real_installed_plugin_package_is_listed_and_usable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = _write_throwaway_package(tmp_path)
+    site = tmp_path / "site"
+    pip_install_target(pkg, site)
+    assert (site / "da_toolkit_throwaway_test_plugin-0.0.1.dist-info" / "entry_points.txt").exists()
+
+    env = {k: v for k, v in os.environ.items() if k not in (AUTOLOAD_ENV, BLOCK_ENV, EXTRA_ENV)}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    done = subprocess.run([*da_toolkit_command(), "plugins", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    listing = json.loads(done.stdout)
+    comp = listing["components"]["losses"]["throwaway_l1"]
+    assert comp == {
+        "class_path": "da_toolkit_throwaway_test_plugin.ThrowawayL1",
+        "plugin": "throwaway",
+        "distribution": "da-toolkit-throwaway-test-plugin",
+        "conflict": False,
+    }
+    assert listing["plugins"]["throwaway"] == "da-toolkit-throwaway-test-plugin"
+
+    text = subprocess.run([*da_toolkit_command(), "plugins"], capture_output=True, text=True, env=env, timeout=300)
+    assert "throwaway_l1" in text.stdout and "[throwaway, da-toolkit-throwaway-test-plugin]" in text.stdout
+
+    env[AUTOLOAD_ENV] = "1"
+    off = subprocess.run([*da_toolkit_command(), "plugins", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert "throwaway_l1" not in json.loads(off.stdout)["components"]["losses"]
+
+    # in this process: make the site dir importable, as an installed package would be
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        cls = plugins.get_component("losses", "throwaway_l1")
+        pred, target = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 4.0]])
+        mask = torch.tensor([[True, True]])
+        assert cls()(pred, target, mask).item() == pytest.approx(1.5)  # (1 + 2) / 2
+    finally:
+        sys.modules.pop("da_toolkit_throwaway_test_plugin", None)
+        plugins.reset()
+    assert da_toolkit.__name__ == "da_toolkit"
