@@ -1,0 +1,15 @@
+"""Lightning training tasks wrapping the pure :class:`~da_toolkit.models.depth_model.DepthModel`.
+
+* :class:`TeacherTask` - labeled data, affine-invariant (+ gradient matching) loss;
+* :class:`StudentTask` - labeled + pseudo-labeled data, perturbations, CutMix, feature alignment;
+* :class:`MetricTask` - metric fine-tuning with SiLog;
+* :class:`PseudoLabelTask` - a frozen teacher labelling unlabeled images (predict loop).
+"""
+
+from da_toolkit.tasks.base import DepthTask, NonFiniteLossError
+from da_toolkit.tasks.metric import MetricTask
+from da_toolkit.tasks.optim import OptimConfig
+from da_toolkit.tasks.student import StudentTask
+from da_toolkit.tasks.teacher import TeacherTask
+
+__all__ = ["DepthTask", "MetricTask", "NonFiniteLossError", "OptimConfig", "StudentTask", "TeacherTask"]

@@ -1,0 +1,248 @@
+"""The shared LightningModule of every training task: model, optimiser, validation, safety.
+
+Subclasses (:class:`~da_toolkit.tasks.teacher.TeacherTask`,
+:class:`~da_toolkit.tasks.student.StudentTask`, :class:`~da_toolkit.tasks.metric.MetricTask`)
+only implement :meth:`DepthTask.compute_loss`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from da_toolkit.tasks.model_spec import build_depth_model
+from da_toolkit.tasks.optim import OptimConfig, build_optimizer, param_groups
+from da_toolkit.tasks.viz import prediction_panel
+
+NonFinitePolicy = Literal["skip", "raise"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss or gradient was NaN/inf and the task was configured with ``nonfinite="raise"``."""
+
+
+class DepthTask(pl.LightningModule):
+    """Base task wrapping a pure :class:`~da_toolkit.models.depth_model.DepthModel`.
+
+    Args:
+        preset: model preset name (e.g. ``depth-anything-v2-vits``), with ``model_overrides``
+            passed to :func:`da_toolkit.load_model`.
+        model_overrides: keyword overrides of the preset (e.g. a tiny ViT for tests).
+        encoder: encoder module (``class_path`` in recipes); with ``decoder``, replaces ``preset``.
+        decoder: decoder module, e.g. ``DPTDecoder``.
+        weights: full-model weights file loaded at construction.
+        encoder_weights: encoder-only weights (e.g. pretrained DINOv2) loaded after ``weights``.
+        optim: optimiser groups and schedule (:class:`~da_toolkit.tasks.optim.OptimConfig`).
+        val_metrics: a ``DepthMetrics`` (torchmetrics) for validation/test; default: least-squares
+            disparity alignment for relative models, no alignment for metric ones.
+        eval_multiple: evaluation inputs are resized to multiples of this (default: the encoder's
+            patch size, or its largest reduction for CNNs) and predictions resized back.
+        log_images_every_n_steps: log colourised predictions every N training steps (0 = never).
+        num_log_images: how many samples of the batch to log.
+        nonfinite: NaN/inf loss or gradients: ``skip`` the optimiser step with a warning (weights
+            untouched), or ``raise`` :class:`NonFiniteLossError`.
+    """
+
+    def __init__(
+        self,
+        preset: str | None = None,
+        model_overrides: dict[str, Any] | None = None,
+        encoder: nn.Module | None = None,
+        decoder: nn.Module | None = None,
+        weights: str | None = None,
+        encoder_weights: str | None = None,
+        optim: OptimConfig | None = None,
+        val_metrics: nn.Module | None = None,
+        eval_multiple: int | None = None,
+        log_images_every_n_steps: int = 500,
+        num_log_images: int = 2,
+        nonfinite: NonFinitePolicy = "skip",
+    ) -> None:
+        super().__init__()
+        if nonfinite not in ("skip", "raise"):
+            raise ValueError(f"nonfinite: expected 'skip' or 'raise', got {nonfinite!r}")
+        self.save_hyperparameters(
+            ignore=["encoder", "decoder", "val_metrics", "labeled_loss", "gradient_loss", "unlabeled_loss",
+                    "perturbation", "cutmix", "feature_loss", "frozen_encoder", "teacher", "seg_head",
+                    "seg_loss", "loss"]
+        )
+        self.model = build_depth_model(preset, model_overrides, encoder, decoder, weights, encoder_weights)
+        self.optim = optim or OptimConfig()
+        self.val_metrics = val_metrics if val_metrics is not None else self.default_metrics()
+        self.test_metrics = self.val_metrics.clone() if hasattr(self.val_metrics, "clone") else None
+        self.eval_multiple = eval_multiple
+        self.log_images_every_n_steps = log_images_every_n_steps
+        self.num_log_images = num_log_images
+        self.nonfinite = nonfinite
+        self._nonfinite_step = False
+        #: number of optimiser steps skipped because of NaN/inf (also in the checkpoint)
+        self.skipped_steps = 0
+
+    # ----------------------------------------------------------------------------- model
+    @property
+    def output_kind(self) -> str:
+        """``"disparity"`` (relative) or ``"metric"`` (metres)."""
+        return str(getattr(self.model, "output_kind", "disparity"))
+
+    def default_metrics(self) -> nn.Module:
+        """Validation metrics used when none are configured."""
+        from da_toolkit.metrics import DepthMetrics
+
+        alignment = "none" if self.output_kind == "metric" else "lstsq-disparity"
+        return DepthMetrics(alignment=alignment)
+
+    def forward(self, images: Tensor, return_features: bool = False) -> Any:
+        """``images (B,3,H,W)`` in ``[0,1]`` -> ``(B,H,W)`` disparity or metres (+ features)."""
+        from da_toolkit.models.preprocess import normalize
+
+        return self.model(normalize(images), return_features=return_features)
+
+    def _multiple(self) -> int:
+        if self.eval_multiple:
+            return int(self.eval_multiple)
+        enc = self.model.encoder
+        patch = getattr(enc, "patch_size", None)
+        return int(patch) if patch else int(max(getattr(enc, "reductions", [32])))
+
+    @torch.no_grad()
+    def predict_full(self, images: Tensor) -> Tensor:
+        """Prediction at the input size for images of any size: ``(B,3,H,W)`` -> ``(B,H,W)``.
+
+        The input is resized (bilinear) to the nearest multiple of :meth:`_multiple` and the
+        output resized back (bilinear).
+        """
+        h, w = images.shape[-2:]
+        m = self._multiple()
+        size = (max(m, round(h / m) * m), max(m, round(w / m) * m))
+        x = images if size == (h, w) else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        pred = self(x)
+        if pred.shape[-2:] != (h, w):
+            pred = F.interpolate(pred[:, None], size=(h, w), mode="bilinear", align_corners=True)[:, 0]
+        return pred
+
+    # ----------------------------------------------------------------------------- training
+    def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+        """Total loss, named terms for logging, and a ``(B,H,W)`` prediction to visualise (or None)."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        loss, terms, pred = self.compute_loss(batch)
+        self._nonfinite_step = not bool(torch.isfinite(loss.detach()))
+        if self._nonfinite_step:
+            msg = f"non-finite training loss {loss.item()} at step {self.global_step} (terms: " + ", ".join(
+                f"{k}={float(v):.4g}" for k, v in terms.items()
+            ) + ")"
+            if self.nonfinite == "raise":
+                raise NonFiniteLossError(msg)
+            warnings.warn(msg + "; skipping the optimiser step", RuntimeWarning, stacklevel=2)
+            # keep the graph (DDP needs every rank to run backward) but with zero gradients
+            loss = sum((p.sum() * 0.0 for p in self.parameters() if p.requires_grad), torch.zeros((), device=self.device))
+        bs = self._batch_size(batch)
+        for name, value in terms.items():
+            if torch.isfinite(value.detach()):
+                self.log(f"train/{name}", value.detach(), batch_size=bs, sync_dist=False)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bs)
+        self._maybe_log_images(batch, pred)
+        return loss
+
+    @staticmethod
+    def _batch_size(batch: dict[str, Any]) -> int:
+        for part in ("labeled", "unlabeled"):
+            if part in batch and "image" in batch[part]:
+                return int(batch[part]["image"].shape[0])
+        return int(batch["image"].shape[0]) if "image" in batch else 1
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip the step on every rank if any rank saw a non-finite loss or gradient."""
+        bad = self._nonfinite_step
+        if not bad:
+            grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+                if self.nonfinite == "raise":
+                    raise NonFiniteLossError(f"non-finite gradients at step {self.global_step}")
+                warnings.warn(f"non-finite gradients at step {self.global_step}; skipping the optimiser step",
+                              RuntimeWarning, stacklevel=2)
+                bad = True
+        bad = bool(self.trainer.strategy.reduce_boolean_decision(bad, all=False))
+        if bad:
+            self.skipped_steps += 1
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None  # optimisers leave parameters without gradients untouched
+        self._nonfinite_step = False
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["skipped_steps"] = self.skipped_steps
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.skipped_steps = int(checkpoint.get("skipped_steps", 0))
+
+    def _maybe_log_images(self, batch: dict[str, Any], pred: Tensor | None) -> None:
+        n = self.log_images_every_n_steps
+        if pred is None or n <= 0 or self.global_step % n != 0 or self.trainer.global_rank != 0:
+            return
+        experiment = getattr(self.logger, "experiment", None) if self.logger is not None else None
+        if experiment is None or not hasattr(experiment, "add_image"):
+            return
+        labeled = batch.get("labeled", batch)
+        invert = self.output_kind == "metric"
+        for i in range(min(self.num_log_images, pred.shape[0])):
+            target = labeled["depth"][i] if "depth" in labeled else None
+            if target is not None and not invert and labeled.get("depth_kind", ["metric"])[i] == "metric":
+                target = torch.where(target > 0, 1.0 / target.clamp_min(1e-6), torch.zeros_like(target))
+            panel = prediction_panel(labeled["image"][i], pred[i].float(), target)
+            experiment.add_image(f"train/prediction_{i}", panel, self.global_step)
+
+    # ----------------------------------------------------------------------------- evaluation
+    def _eval_step(self, batch: dict[str, Any], metrics: nn.Module | None, stage: str) -> None:
+        labeled = batch.get("labeled", batch)
+        pred = self.predict_full(labeled["image"])
+        if metrics is None:
+            return
+        self.update_metrics(metrics, pred, labeled)
+
+    def update_metrics(self, metrics: nn.Module, pred: Tensor, labeled: dict[str, Any]) -> None:
+        """Feed one batch to a ``DepthMetrics``: ``pred (B,H,W)`` in the model's units."""
+        metrics.update(pred.float(), labeled["depth"].float(), labeled["valid"])
+
+    def _log_metrics(self, metrics: nn.Module | None, stage: str) -> None:
+        if metrics is None:
+            return
+        values = metrics.compute()
+        for name, value in values.items():
+            v = torch.as_tensor(value, dtype=torch.float32)
+            if v.numel() == 1 and math.isfinite(float(v)):
+                self.log(f"{stage}/{name}", v, sync_dist=False)
+        metrics.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics, "test")
+
+    # ----------------------------------------------------------------------------- optimiser
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained at the encoder learning rate."""
+        return list(self.model.encoder.parameters())
+
+    def configure_optimizers(self) -> dict:
+        enc_ids = {id(p) for p in self.encoder_parameters()}
+        others = [p for p in self.parameters() if id(p) not in enc_ids]
+        groups = param_groups(self.encoder_parameters(), others, self.optim)
+        total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 0
+        if total <= 0 or total >= 2**62:
+            total = 0
+        return build_optimizer(groups, self.optim, total)
