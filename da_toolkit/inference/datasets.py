@@ -1,0 +1,181 @@
+"""Datasets feeding inference: decoding + official preprocessing (in DataLoader workers).
+
+A sample is a dict ``{"image": (3,h',w') float32 ImageNet-normalised | None, "meta": dict,
+"raw": (H,W,3) uint8 | None, "error": str | None}``; :func:`collate_inference` keeps images as a
+list (sizes may differ) and the runner stacks equal sizes. ``meta["size"]`` is the original
+``(H, W)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from da_toolkit.inference.inputs import InputFile
+from da_toolkit.models.preprocess import prepare_image, target_size
+
+Sample = dict[str, Any]
+DoneFilter = Callable[[dict[str, Any]], bool]
+
+
+def make_sample(rgb: np.ndarray, meta: dict[str, Any], input_size: int, keep_image: bool) -> Sample:
+    """Preprocess one RGB uint8 image into a sample (see the module docstring)."""
+    meta = {**meta, "size": (int(rgb.shape[0]), int(rgb.shape[1]))}
+    return {
+        "image": prepare_image(rgb, input_size)[0],
+        "meta": meta,
+        "raw": rgb if keep_image else None,
+        "error": None,
+    }
+
+
+def error_sample(meta: dict[str, Any], exc: BaseException) -> Sample:
+    """A sample standing for an input that could not be read."""
+    return {"image": None, "meta": meta, "raw": None, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def collate_inference(samples: Sequence[Sample]) -> dict[str, list[Any]]:
+    """Batch samples as lists: ``images``, ``meta``, ``raw``, ``error``."""
+    return {
+        "images": [s["image"] for s in samples],
+        "meta": [s["meta"] for s in samples],
+        "raw": [s["raw"] for s in samples],
+        "error": [s["error"] for s in samples],
+    }
+
+
+def bucket_batches(keys: Sequence[Hashable], batch_size: int) -> list[list[int]]:
+    """Group indices with equal ``keys`` (e.g. preprocessed sizes) into batches of ``batch_size``.
+
+    Buckets keep the order in which their key first appears, and indices keep their order
+    inside a bucket.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    buckets: dict[Hashable, list[int]] = {}
+    for i, k in enumerate(keys):
+        buckets.setdefault(k, []).append(i)
+    return [idx[j : j + batch_size] for idx in buckets.values() for j in range(0, len(idx), batch_size)]
+
+
+def header_size(path: Path) -> tuple[int, int] | None:
+    """``(H, W)`` of an image file from its header (EXIF rotation applied), or ``None`` if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - the decode step reports the error for this file
+        return None
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from da_toolkit.data.io import read_rgb
+
+    return read_rgb(path)
+
+
+class ImageFileDataset(Dataset):
+    """Image files -> samples; a file that cannot be decoded gives an error sample."""
+
+    def __init__(self, files: Sequence[InputFile], input_size: int = 518, keep_images: bool = False) -> None:
+        self.files = list(files)
+        self.input_size = input_size
+        self.keep_images = keep_images
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def meta(self, i: int) -> dict[str, Any]:
+        f = self.files[i]
+        return {"id": f.id, "source": str(f.path), "frame": None}
+
+    def bucket_keys(self) -> list[Hashable]:
+        """Preprocessed size of each file (from headers); unreadable files share key ``None``."""
+        keys: list[Hashable] = []
+        for f in self.files:
+            size = header_size(f.path)
+            keys.append(None if size is None else target_size(*size, self.input_size))
+        return keys
+
+    def __getitem__(self, i: int) -> Sample:
+        meta = self.meta(i)
+        try:
+            return make_sample(_read_rgb(self.files[i].path), meta, self.input_size, self.keep_images)
+        except Exception as exc:  # noqa: BLE001 - reported per file, the run continues
+            return error_sample(meta, exc)
+
+
+class ArrayDataset(Dataset):
+    """In-memory RGB uint8 ``(H,W,3)`` arrays -> samples (ids ``"000000"``, ...)."""
+
+    def __init__(self, images: Sequence[np.ndarray], input_size: int = 518, keep_images: bool = False) -> None:
+        self.images = list(images)
+        self.input_size = input_size
+        self.keep_images = keep_images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def bucket_keys(self) -> list[Hashable]:
+        return [target_size(*np.shape(im)[:2], self.input_size) for im in self.images]
+
+    def __getitem__(self, i: int) -> Sample:
+        meta = {"id": f"{i:06d}", "source": f"<array {i}>", "frame": None}
+        return make_sample(self.images[i], meta, self.input_size, self.keep_images)
+
+
+class VideoFrameDataset(IterableDataset):
+    """Frames of video files, decoded sequentially with ffmpeg (``imageio-ffmpeg``).
+
+    Each DataLoader worker takes whole videos, so frames of one video stay in order. Frames for
+    which ``done(meta)`` is true are skipped (resume); ``frame_stride`` keeps every n-th frame,
+    ``max_frames`` stops early. Frame metas carry ``video`` (id), ``frame`` (index), ``fps``.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[InputFile],
+        input_size: int = 518,
+        keep_images: bool = False,
+        frame_stride: int = 1,
+        max_frames: int | None = None,
+        done: DoneFilter | None = None,
+    ) -> None:
+        if frame_stride < 1:
+            raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+        self.files = list(files)
+        self.input_size = input_size
+        self.keep_images = keep_images
+        self.frame_stride = frame_stride
+        self.max_frames = max_frames
+        self.done = done
+
+    def __iter__(self) -> Iterator[Sample]:
+        from da_toolkit.inference.video import iter_video_frames
+
+        info = get_worker_info()
+        files = self.files if info is None else self.files[info.id :: info.num_workers]
+        for f in files:
+            base = {"id": f.id, "source": str(f.path), "video": f.id}
+            try:
+                fps, frames = iter_video_frames(f.path)
+                for index, rgb in enumerate(frames):
+                    if index % self.frame_stride:
+                        continue
+                    if self.max_frames is not None and index // self.frame_stride >= self.max_frames:
+                        break
+                    meta = {**base, "frame": index, "fps": fps / self.frame_stride}
+                    if self.done is not None and self.done(meta):
+                        continue
+                    yield make_sample(rgb, meta, self.input_size, self.keep_images)
+            except Exception as exc:  # noqa: BLE001 - one broken video must not stop the run
+                yield error_sample({**base, "frame": None}, exc)
+

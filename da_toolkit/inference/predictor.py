@@ -1,0 +1,174 @@
+"""Batched Python inference: :class:`Predictor`."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from da_toolkit.inference.datasets import Sample, bucket_batches, collate_inference, error_sample, header_size, make_sample
+from da_toolkit.inference.items import PredictionItem
+from da_toolkit.inference.runner import PRECISIONS, ModelFn, check_precision, precision_context, run_batch
+from da_toolkit.models.preprocess import target_size
+
+ImageLike = np.ndarray | str | os.PathLike
+
+
+class ImageListDataset(Dataset):
+    """A list of RGB uint8 ``(H,W,3)`` arrays and/or image paths -> samples (decoded in workers)."""
+
+    def __init__(self, images: Sequence[ImageLike], input_size: int = 518) -> None:
+        self.images = list(images)
+        self.input_size = input_size
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def bucket_keys(self) -> list[Any]:
+        keys: list[Any] = []
+        for im in self.images:
+            if isinstance(im, np.ndarray):
+                keys.append(target_size(*im.shape[:2], self.input_size) if im.ndim == 3 else None)
+            else:
+                size = header_size(Path(im))
+                keys.append(None if size is None else target_size(*size, self.input_size))
+        return keys
+
+    def __getitem__(self, i: int) -> Sample:
+        im = self.images[i]
+        is_array = isinstance(im, np.ndarray)
+        meta = {"id": f"{i:06d}", "source": f"<array {i}>" if is_array else str(im), "frame": None, "index": i}
+        try:
+            if not is_array:
+                from da_toolkit.data.io import read_rgb
+
+                im = read_rgb(Path(im))
+            return make_sample(im, meta, self.input_size, keep_image=False)
+        except Exception as exc:  # noqa: BLE001 - reported per item by predict_items
+            return error_sample(meta, exc)
+
+
+class Predictor:
+    """Batched depth prediction with the official preprocessing (same as ``DepthModel.infer_image``).
+
+    Args:
+        model: a ``DepthModel`` (``(B,3,H,W)`` normalised -> ``(B,H,W)``) or, with
+            ``backend="onnxruntime"``, an ``.onnx`` file written by ``da-toolkit export`` (a module
+            is exported to a temporary file first).
+        precision: ``"32"``, ``"bf16-mixed"``, ``"16-mixed"`` (autocast) or ``"bf16-true"``
+            (bf16 weights and activations; torch backend only).
+        compile: wrap the model with ``torch.compile``.
+        batch_size: images per forward; images are bucketed by preprocessed size.
+        input_size: lower bound of the shorter network-input side (multiple-of-14 rule).
+        device: torch device (default: CUDA if available, else CPU).
+        backend: ``"torch"`` or ``"onnxruntime"``.
+        num_workers: DataLoader workers decoding files (``None``: up to 2 when paths are given).
+        channels_last: use the channels-last memory format (helps the convolutional head).
+        progress: show a tqdm progress bar.
+
+    Outputs are relative disparity (bigger = nearer) or metres, per ``model.output_kind``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | str | os.PathLike,
+        precision: str = "32",
+        compile: bool = False,
+        batch_size: int = 4,
+        input_size: int = 518,
+        device: str | torch.device | None = None,
+        backend: str = "torch",
+        num_workers: int | None = None,
+        channels_last: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.precision = check_precision(precision)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if input_size < 14:
+            raise ValueError(f"input_size must be >= 14, got {input_size}")
+        self.batch_size = batch_size
+        self.input_size = input_size
+        self.num_workers = num_workers
+        self.progress = progress
+        self.device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.input_dtype = PRECISIONS[self.precision][1]
+        if backend == "torch":
+            if not isinstance(model, nn.Module):
+                raise TypeError(f"backend 'torch' needs an nn.Module model, got {type(model).__name__}")
+            self.output_kind = str(getattr(model, "output_kind", "disparity"))
+            self._fn = self._torch_fn(model, compile, channels_last)
+        elif backend == "onnxruntime":
+            from da_toolkit.inference.export import OnnxDepthModel
+
+            if self.precision != "32":
+                raise ValueError("backend 'onnxruntime' runs the exported fp32 graph; use precision '32'")
+            ort_model = OnnxDepthModel.from_model_or_path(model, device=self.device)
+            self.output_kind = ort_model.output_kind
+            self._fn = ort_model
+        else:
+            raise ValueError(f"unknown backend {backend!r}; expected 'torch' or 'onnxruntime'")
+
+    def _torch_fn(self, model: nn.Module, compile: bool, channels_last: bool) -> ModelFn:
+        if self.input_dtype != torch.float32:  # never cast the caller's module in place
+            model = copy.deepcopy(model)
+        model = model.eval().to(device=self.device, dtype=self.input_dtype)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        fn: Any = torch.compile(model) if compile else model
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with precision_context(self.precision, self.device):
+                return fn(x)
+
+        return run
+
+    def predict_items(self, images: Sequence[ImageLike]) -> list[PredictionItem]:
+        """Predict every image; unreadable ones give items with ``error`` set (in input order)."""
+        from tqdm.auto import tqdm
+
+        dataset = ImageListDataset(images, self.input_size)
+        batches = bucket_batches(dataset.bucket_keys(), self.batch_size)
+        has_paths = any(not isinstance(im, np.ndarray) for im in images)
+        workers = self.num_workers if self.num_workers is not None else (min(2, os.cpu_count() or 1) if has_paths else 0)
+        loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate_inference)
+        items: list[PredictionItem | None] = [None] * len(dataset)
+        bar = tqdm(total=len(dataset), desc="predict", unit="img", disable=not self.progress)
+        for batch in loader:
+            ok = [j for j, e in enumerate(batch["error"]) if e is None]
+            depths = run_batch(
+                self._fn,
+                [batch["images"][j] for j in ok],
+                [batch["meta"][j]["size"] for j in ok],
+                self.device,
+                self.input_dtype,
+            )
+            for j, meta in enumerate(batch["meta"]):
+                items[meta["index"]] = PredictionItem(None, meta, self.output_kind, error=batch["error"][j])
+            for j, depth in zip(ok, depths):
+                meta = batch["meta"][j]
+                items[meta["index"]] = PredictionItem(depth, meta, self.output_kind)
+            bar.update(len(batch["meta"]))
+        bar.close()
+        return items  # type: ignore[return-value]
+
+    def predict(self, images: Sequence[ImageLike]) -> list[np.ndarray]:
+        """``(H,W,3)`` uint8 RGB arrays and/or image paths -> ``(H,W)`` float32 at original sizes.
+
+        Raises:
+            ValueError: naming every input that could not be read or preprocessed.
+        """
+        items = self.predict_items(images)
+        bad = [f"{it.meta['source']}: {it.error}" for it in items if it.error is not None]
+        if bad:
+            raise ValueError("could not predict:\n  " + "\n  ".join(bad))
+        return [it.depth for it in items]  # type: ignore[misc]
