@@ -1,3 +1,9 @@
 """Decoders (registered by the built-in plugin)."""
 
-BUILTIN_DECODERS: dict[str, type] = {}
+from da_toolkit.models.decoders.dpt import DPTDecoder
+
+__all__ = ["BUILTIN_DECODERS", "DPTDecoder"]
+
+BUILTIN_DECODERS: dict[str, type] = {
+    "dpt": DPTDecoder,
+}

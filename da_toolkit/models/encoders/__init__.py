@@ -1,3 +1,10 @@
 """Encoders (registered by the built-in plugin)."""
 
-BUILTIN_ENCODERS: dict[str, type] = {}
+from da_toolkit.models.encoders.base import Encoder, EncoderOutput
+from da_toolkit.models.encoders.dinov2 import DINOv2Encoder
+
+__all__ = ["BUILTIN_ENCODERS", "Encoder", "EncoderOutput", "DINOv2Encoder"]
+
+BUILTIN_ENCODERS: dict[str, type] = {
+    "dinov2": DINOv2Encoder,
+}

@@ -1,0 +1,87 @@
+"""``DepthModel``: encoder + decoder, a pure ``nn.Module`` (no Lightning, I/O or device logic)."""
+
+from __future__ import annotations
+
+from typing import Literal, overload
+
+import numpy as np
+import torch
+from torch import nn
+
+from da_toolkit.models.encoders.base import Encoder, EncoderOutput
+from da_toolkit.models.preprocess import prepare_image, upsample_prediction
+
+__all__ = ["DepthModel"]
+
+
+class DepthModel(nn.Module):
+    """Depth Anything network: ``Encoder -> Decoder -> head activation``.
+
+    ``forward(x)`` with ``x`` ``(B,3,H,W)`` ImageNet-normalised float (sides multiples of the
+    encoder's patch size) returns ``(B,H,W)``: relative disparity (``output_kind ==
+    "disparity"``, bigger = nearer, unknown scale and shift) or metric depth in metres
+    (``output_kind == "metric"``). ``forward(x, return_features=True)`` also returns the
+    :class:`EncoderOutput` (for feature alignment).
+
+    Args:
+        encoder: any :class:`Encoder`.
+        decoder: a decoder ``forward(enc, size) -> (B,H,W)``; if it has an ``attach(encoder)``
+            method (``DPTDecoder``) it is called to size the decoder to the encoder.
+    """
+
+    def __init__(self, encoder: Encoder, decoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        attach = getattr(decoder, "attach", None)
+        if callable(attach):
+            attach(encoder)
+
+    @property
+    def output_kind(self) -> str:
+        """``"disparity"`` (relative) or ``"metric"`` (metres)."""
+        return str(getattr(self.decoder, "output_kind", "disparity"))
+
+    @property
+    def max_depth(self) -> float | None:
+        """Upper bound of the metric head in metres, ``None`` for relative models."""
+        return getattr(self.decoder, "max_depth", None)
+
+    @property
+    def patch_size(self) -> int | None:
+        """Input sides must be multiples of this (``None``: any size)."""
+        return self.encoder.patch_size
+
+    @overload
+    def forward(self, x: torch.Tensor, return_features: Literal[False] = ...) -> torch.Tensor: ...
+
+    @overload
+    def forward(self, x: torch.Tensor, return_features: Literal[True]) -> tuple[torch.Tensor, EncoderOutput]: ...
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, EncoderOutput]:
+        enc = self.encoder(x)
+        depth = self.decoder(enc, (x.shape[-2], x.shape[-1]))
+        if return_features:
+            return depth, enc
+        return depth
+
+    @torch.no_grad()
+    def infer_image(self, rgb: np.ndarray, input_size: int = 518) -> np.ndarray:
+        """Official single-image inference (SPEC 2).
+
+        Args:
+            rgb: uint8 numpy ``(H,W,3)`` RGB.
+            input_size: lower bound of the network input's shorter side (multiple of 14 used).
+
+        Returns:
+            float32 numpy ``(H,W)`` at the original size: relative disparity or metres (see
+            ``output_kind``). Runs on the model's device and dtype in its current mode (models
+            from ``load_model`` are in eval mode).
+        """
+        param = next(self.parameters())
+        x = prepare_image(rgb, input_size).to(device=param.device, dtype=param.dtype)
+        pred = self.forward(x)
+        out = upsample_prediction(pred.float(), (rgb.shape[0], rgb.shape[1]))
+        return out[0].cpu().numpy().astype(np.float32)

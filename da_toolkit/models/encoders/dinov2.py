@@ -1,0 +1,259 @@
+"""DINOv2 ViT encoder as used by Depth Anything V1/V2 (SPEC section 1).
+
+Patch 14, class token, no register tokens, LayerScale, LayerNorm eps 1e-6, qkv bias, GELU MLP
+(SwiGLU for the giant size). Parameter names follow the official release (``cls_token``,
+``pos_embed``, ``patch_embed.proj``, ``blocks.{i}.{norm1,attn.qkv,attn.proj,ls1.gamma,norm2,
+mlp.fc1,mlp.fc2,ls2.gamma}``, ``norm``) so official and timm checkpoints map one to one.
+
+Position embeddings are stored for a square grid (37x37 for ``img_size=518``) and resampled
+exactly like the official code: bicubic with ``scale_factor=((h+0.1)/37, (w+0.1)/37)``, no
+antialias, in float32; the stored grid is used as is when the input grid equals it and is square.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from da_toolkit.models._args import record_init_args
+from da_toolkit.models.encoders.base import Encoder, EncoderOutput
+
+__all__ = ["DINOv2Encoder", "DINOV2_SIZES", "V2_LAYER_INDICES", "resample_pos_embed"]
+
+#: Width / depth / heads / feed-forward of each released size.
+DINOV2_SIZES: dict[str, dict[str, int | bool]] = {
+    "vits": {"embed_dim": 384, "depth": 12, "num_heads": 6, "swiglu": False},
+    "vitb": {"embed_dim": 768, "depth": 12, "num_heads": 12, "swiglu": False},
+    "vitl": {"embed_dim": 1024, "depth": 24, "num_heads": 16, "swiglu": False},
+    "vitg": {"embed_dim": 1536, "depth": 40, "num_heads": 24, "swiglu": True},
+}
+
+#: 0-based blocks tapped by Depth Anything V2 (V1 taps the last four blocks).
+V2_LAYER_INDICES: dict[str, tuple[int, int, int, int]] = {
+    "vits": (2, 5, 8, 11),
+    "vitb": (2, 5, 8, 11),
+    "vitl": (4, 11, 17, 23),
+    "vitg": (9, 19, 29, 39),
+}
+
+
+def resample_pos_embed(patch_pos: torch.Tensor, grid_h: int, grid_w: int, offset: float = 0.1) -> torch.Tensor:
+    """Official DINOv2 resampling of a square grid of position embeddings.
+
+    Args:
+        patch_pos: ``(1, N, C)`` embeddings of a ``sqrt(N) x sqrt(N)`` grid (no class token).
+        grid_h, grid_w: target grid (input height / 14, width / 14).
+        offset: the official 0.1 added to the target grid before computing the scale factors.
+
+    Returns:
+        ``(1, grid_h * grid_w, C)`` float32.
+    """
+    n, dim = patch_pos.shape[1], patch_pos.shape[2]
+    side = int(math.sqrt(n))
+    if side * side != n:
+        raise ValueError(f"position embeddings must cover a square grid, got {n} positions")
+    grid = patch_pos.float().reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    out = F.interpolate(
+        grid,
+        scale_factor=((grid_h + offset) / side, (grid_w + offset) / side),
+        mode="bicubic",
+        antialias=False,
+    )
+    if out.shape[-2:] != (grid_h, grid_w):  # pragma: no cover - guarded by the 0.1 offset
+        raise RuntimeError(f"position embedding resampling gave {tuple(out.shape[-2:])}, expected {(grid_h, grid_w)}")
+    return out.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim)
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch projection: ``(B,3,H,W) -> (B, H/p * W/p, C)``."""
+
+    def __init__(self, patch_size: int, embed_dim: int, in_chans: int = 3) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a fused qkv projection (``F.scaled_dot_product_attention``)."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class Mlp(nn.Module):
+    """GELU feed-forward ``fc1 -> GELU -> fc2``."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class SwiGLU(nn.Module):
+    """SwiGLU feed-forward of DINOv2-giant: ``w3(silu(a) * b)`` with ``(a, b) = w12(x)`` halves.
+
+    The hidden width is two thirds of ``hidden``, rounded up to a multiple of 8 (official rule).
+    """
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        inner = (int(hidden * 2 / 3) + 7) // 8 * 8
+        self.w12 = nn.Linear(dim, 2 * inner)
+        self.w3 = nn.Linear(inner, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.w12(x).chunk(2, dim=-1)
+        return self.w3(F.silu(a) * b)
+
+
+class LayerScale(nn.Module):
+    """Per-channel scale ``x * gamma``."""
+
+    def __init__(self, dim: int, init: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with LayerScale on both branches."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, swiglu: bool, layerscale_init: float) -> None:
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads)
+        self.ls1 = LayerScale(dim, layerscale_init)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp: nn.Module = SwiGLU(dim, hidden) if swiglu else Mlp(dim, hidden)
+        self.ls2 = LayerScale(dim, layerscale_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x)))
+        return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+class DINOv2Encoder(Encoder):
+    """DINOv2 ViT returning four token maps (final LayerNorm applied) and their class tokens.
+
+    ``forward(x: (B,3,H,W) ImageNet-normalised, H and W multiples of 14) -> EncoderOutput`` with
+    ``features[i]`` of shape ``(B, embed_dim, H/14, W/14)`` and ``cls_tokens[i]`` ``(B, embed_dim)``.
+
+    Args:
+        embed_dim, depth, num_heads: width, number of blocks, attention heads.
+        mlp_ratio: feed-forward expansion.
+        swiglu: SwiGLU feed-forward (giant) instead of GELU MLP.
+        patch_size: patch side in pixels.
+        img_size: side of the square image the position embeddings are stored for (518 -> 37x37).
+        layer_indices: 0-based blocks to tap (duplicates allowed); default: the last four (V1).
+        layerscale_init: initial LayerScale value (1.0 in the Depth Anything releases).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        swiglu: bool = False,
+        patch_size: int = 14,
+        img_size: int = 518,
+        layer_indices: Sequence[int] | None = None,
+        layerscale_init: float = 1.0,
+    ) -> None:
+        super().__init__()
+        record_init_args(self, locals())
+        if img_size % patch_size:
+            raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
+        taps = tuple(layer_indices) if layer_indices is not None else tuple(range(max(depth - 4, 0), depth))
+        if not taps or any(not 0 <= i < depth for i in taps):
+            raise ValueError(f"layer_indices {list(taps)} must be in [0, {depth}) for a {depth}-block ViT")
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.swiglu = swiglu
+        self.img_size = img_size
+        self.layer_indices: tuple[int, ...] = taps
+        self.patch_size = patch_size
+        self.out_channels = [embed_dim] * len(taps)
+        self.reductions = [patch_size] * len(taps)
+        grid = img_size // patch_size
+
+        self.patch_embed = PatchEmbed(patch_size, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, embed_dim))
+        self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))  # kept for checkpoint compatibility
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, swiglu, layerscale_init) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def pos_embed_for(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        """Position embeddings ``(1, 1 + grid_h*grid_w, C)`` for a ``grid_h x grid_w`` token grid."""
+        n = self.pos_embed.shape[1] - 1
+        if grid_h * grid_w == n and grid_h == grid_w:
+            return self.pos_embed
+        patch_pos = resample_pos_embed(self.pos_embed[:, 1:], grid_h, grid_w)
+        pos = torch.cat([self.pos_embed[:, :1].float(), patch_pos], dim=1)
+        return pos.to(self.pos_embed.dtype)
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Embedded tokens ``(B, 1 + h*w, C)`` (class token first) before the blocks."""
+        gh, gw = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        t = self.patch_embed(x)
+        t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1).to(t.dtype), t], dim=1)
+        return t + self.pos_embed_for(gh, gw).to(t.dtype)
+
+    def forward(self, x: torch.Tensor) -> EncoderOutput:
+        self.check_input(x)
+        b = x.shape[0]
+        gh, gw = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        t = self.tokens(x)
+        wanted = set(self.layer_indices)
+        last = max(wanted)
+        tapped: dict[int, torch.Tensor] = {}
+        for i, blk in enumerate(self.blocks):
+            t = blk(t)
+            if i in wanted:
+                tapped[i] = self.norm(t)
+            if i == last:
+                break
+        features, cls_tokens = [], []
+        for i in self.layer_indices:
+            out = tapped[i]
+            cls_tokens.append(out[:, 0])
+            features.append(out[:, 1:].transpose(1, 2).reshape(b, self.embed_dim, gh, gw))
+        return EncoderOutput(features, cls_tokens)
