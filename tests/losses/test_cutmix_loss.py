@@ -1,0 +1,59 @@
+"""CutMixAffineInvariantLoss: region weighting, reduction to the plain loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from da_toolkit.losses import AffineInvariantLoss, CutMixAffineInvariantLoss
+
+
+def _data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(3, 8, 10, generator=g), torch.rand(3, 8, 10, generator=g), torch.rand(3, 8, 10, generator=g))
+
+
+def test_all_ones_mask_equals_plain_loss() -> None:
+    pred, ta, tb = _data()
+    valid = torch.rand(3, 8, 10) > 0.2
+    ones = torch.ones(3, 8, 10, dtype=torch.bool)
+    for trim in (0.0, 0.1):
+        got = CutMixAffineInvariantLoss(trim=trim)(pred, ta, tb, ones, valid)
+        torch.testing.assert_close(got, AffineInvariantLoss(trim=trim)(pred, ta, valid))
+    # all False: everything comes from b
+    got = CutMixAffineInvariantLoss()(pred, ta, tb, ~ones)
+    torch.testing.assert_close(got, AffineInvariantLoss(trim=0.1)(pred, tb))
+
+
+def test_area_weighted_regions_match_a_per_sample_computation() -> None:
+    pred, ta, tb = _data(3)
+    mask = torch.ones(3, 8, 10, dtype=torch.bool)
+    mask[0, 2:6, 3:8] = False  # 20 of 80 pixels from b
+    mask[1, :, 5:] = False  # half
+    # sample 2 unmixed
+    plain = AffineInvariantLoss(trim=0.1)
+    expected = []
+    for i in range(3):
+        m = mask[i : i + 1]
+        area = m.float().mean().item()
+        # each region evaluated on its own pixels only, via boolean indexing into (1,1,N) maps
+        la = plain(pred[i][m[0]][None, None], ta[i][m[0]][None, None]).item() if m.any() else 0.0
+        lb = plain(pred[i][~m[0]][None, None], tb[i][~m[0]][None, None]).item() if (~m).any() else 0.0
+        expected.append(area * la + (1 - area) * lb)
+    got = CutMixAffineInvariantLoss(trim=0.1)(pred, ta, tb, mask).item()
+    assert got == pytest.approx(sum(expected) / 3, rel=1e-5)
+
+
+def test_empty_valid_mask_backpropagates() -> None:
+    pred, ta, tb = _data()
+    pred.requires_grad_(True)
+    mask = torch.rand(3, 8, 10) > 0.5
+    loss = CutMixAffineInvariantLoss()(pred, ta, tb, mask, torch.zeros(3, 8, 10, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(pred.grad).all()
+
+
+def test_shape_errors() -> None:
+    pred, ta, tb = _data()
+    with pytest.raises(ValueError, match="mask"):
+        CutMixAffineInvariantLoss()(pred, ta, tb, torch.ones(3, 8, 9, dtype=torch.bool))
