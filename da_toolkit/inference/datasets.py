@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import BatchSampler, Dataset, IterableDataset, Sampler, SequentialSampler, get_worker_info
 
 from da_toolkit.inference.inputs import InputFile
 from da_toolkit.models.preprocess import prepare_image, target_size
@@ -63,6 +63,30 @@ def bucket_batches(keys: Sequence[Hashable], batch_size: int) -> list[list[int]]
     return [idx[j : j + batch_size] for idx in buckets.values() for j in range(0, len(idx), batch_size)]
 
 
+class BucketBatchSampler(BatchSampler):
+    """Batches of indices drawn from ``sampler`` that share a bucket key (preprocessed size).
+
+    A ``torch.utils.data.BatchSampler`` so that Lightning can swap ``sampler`` (e.g. for a
+    ``DistributedSampler`` on several devices); ``keys[i]`` is the key of dataset index ``i``.
+    """
+
+    def __init__(self, sampler: Sampler[int] | Sequence[int], batch_size: int, drop_last: bool = False, keys: Sequence[Hashable] = ()) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self.keys = list(keys)
+
+    def _batches(self) -> list[list[int]]:
+        indices = list(self.sampler)
+        groups = bucket_batches([self.keys[i] for i in indices], self.batch_size)
+        batches = [[indices[j] for j in g] for g in groups]
+        return [b for b in batches if len(b) == self.batch_size] if self.drop_last else batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self._batches()
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
 def header_size(path: Path) -> tuple[int, int] | None:
     """``(H, W)`` of an image file from its header (EXIF rotation applied), or ``None`` if unreadable."""
     from PIL import Image
@@ -80,6 +104,11 @@ def _read_rgb(path: Path) -> np.ndarray:
     from da_toolkit.data.io import read_rgb
 
     return read_rgb(path)
+
+
+def bucket_sampler(dataset: Any, batch_size: int) -> BucketBatchSampler:
+    """A sequential :class:`BucketBatchSampler` over a dataset with ``bucket_keys()``."""
+    return BucketBatchSampler(SequentialSampler(range(len(dataset))), batch_size, False, dataset.bucket_keys())
 
 
 class ImageFileDataset(Dataset):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from da_toolkit.inference.datasets import Sample, bucket_batches, collate_inference, error_sample, header_size, make_sample
+from da_toolkit.inference.datasets import Sample, bucket_sampler, collate_inference, error_sample, header_size, make_sample
 from da_toolkit.inference.items import PredictionItem
 from da_toolkit.inference.runner import PRECISIONS, ModelFn, check_precision, precision_context, run_batch
 from da_toolkit.models.preprocess import target_size
@@ -137,7 +137,7 @@ class Predictor:
         from tqdm.auto import tqdm
 
         dataset = ImageListDataset(images, self.input_size)
-        batches = bucket_batches(dataset.bucket_keys(), self.batch_size)
+        batches = bucket_sampler(dataset, self.batch_size)
         has_paths = any(not isinstance(im, np.ndarray) for im in images)
         workers = self.num_workers if self.num_workers is not None else (min(2, os.cpu_count() or 1) if has_paths else 0)
         loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate_inference)

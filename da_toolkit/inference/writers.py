@@ -8,87 +8,17 @@ Every writer writes one file per :class:`~da_toolkit.inference.items.PredictionI
 
 from __future__ import annotations
 
-import warnings
-from abc import abstractmethod
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
-
 import numpy as np
-from lightning.pytorch.callbacks import BasePredictionWriter
 
 from da_toolkit.inference.atomic import atomic_path
 from da_toolkit.inference.colorize import colorize, side_by_side
-from da_toolkit.inference.items import PredictionItem, output_path
+from da_toolkit.inference.items import PredictionItem
 from da_toolkit.inference.png16 import write_png16
 from da_toolkit.inference.pointcloud import Intrinsics, backproject, disparity_to_depth, write_ply
+from da_toolkit.inference.video import DepthVideoWriter
+from da_toolkit.inference.writer_base import DepthWriter
 
-
-class DepthWriter(BasePredictionWriter):
-    """Base class: per-item files ``output_dir/<id><suffix>``, resumable, atomic.
-
-    Subclasses implement :meth:`write_item`. A failure on one item is reported (warning naming
-    the source file) and recorded in :attr:`failures`; the run continues.
-    """
-
-    #: whether this writer needs the input image in each item
-    needs_image: bool = False
-
-    def __init__(self, output_dir: str = "predictions", suffix: str = ".npy", overwrite: bool = False) -> None:
-        super().__init__(write_interval="batch")
-        if not suffix:
-            raise ValueError(f"{type(self).__name__}: suffix must not be empty")
-        self.output_dir = Path(output_dir)
-        self.suffix = suffix
-        self.overwrite = overwrite
-        self.failures: list[tuple[str, str]] = []
-        self.written = 0
-
-    def output_path(self, meta: dict[str, Any]) -> Path:
-        """The file written for an item with this ``meta``."""
-        return output_path(self.output_dir, meta, self.suffix)
-
-    def is_done(self, meta: dict[str, Any]) -> bool:
-        """Whether the item's output already exists (and will be skipped)."""
-        return not self.overwrite and self.output_path(meta).exists()
-
-    @abstractmethod
-    def write_item(self, item: PredictionItem) -> None:
-        """Write one successful item (``item.depth`` is not ``None``)."""
-
-    def write_items(self, items: Sequence[PredictionItem]) -> None:
-        """Write every successful, unfinished item; failures are reported and skipped."""
-        for item in items:
-            if item.depth is None or item.error is not None or self.is_done(item.meta):
-                continue
-            try:
-                self.write_item(item)
-                self.written += 1
-            except Exception as exc:  # noqa: BLE001 - one bad item must not stop the run
-                source = item.meta.get("source", item.meta.get("id"))
-                msg = f"{type(exc).__name__}: {exc}"
-                self.failures.append((str(source), msg))
-                warnings.warn(f"{type(self).__name__}: could not write output for {source}: {msg}", stacklevel=2)
-
-    # Lightning hooks -------------------------------------------------------------------------
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        dm = getattr(trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "add_done_filter") and not self.overwrite:
-            dm.add_done_filter(self.is_done)
-        if dm is not None and self.needs_image and hasattr(dm, "keep_images"):
-            dm.keep_images = True
-
-    def write_on_batch_end(
-        self,
-        trainer: Any,
-        pl_module: Any,
-        prediction: Any,
-        batch_indices: Sequence[int] | None,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self.write_items(prediction)
+__all__ = ["BUILTIN_WRITERS", "ColormapWriter", "DepthVideoWriter", "DepthWriter", "NpyWriter", "PlyWriter", "Png16Writer"]
 
 
 class NpyWriter(DepthWriter):
@@ -239,4 +169,6 @@ BUILTIN_WRITERS: dict[str, type] = {
     "png16": Png16Writer,
     "colormap": ColormapWriter,
     "ply": PlyWriter,
+    "video": DepthVideoWriter,
 }
+

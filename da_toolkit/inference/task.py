@@ -1,0 +1,110 @@
+"""``DepthPredictionTask``: the LightningModule of ``da-toolkit predict``."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from da_toolkit.inference.items import PredictionItem
+from da_toolkit.inference.runner import run_batch
+from da_toolkit.inference.video import TemporalSmoother
+
+
+class DepthPredictionTask(pl.LightningModule):
+    """Predict depth for :class:`~da_toolkit.inference.data.InferenceData` batches.
+
+    Args:
+        preset: model preset name (see ``da_toolkit.models.presets``), e.g. ``vits-v2``.
+        weights: local weights file (official ``.pth``, Hugging Face ``.safetensors`` dir/file, or
+            a da-toolkit checkpoint, as ``load_model`` accepts); ``None`` = random init.
+        model_overrides: keyword overrides of the preset (e.g. a tiny ``depth``/``width``).
+        compile: ``torch.compile`` the model.
+        channels_last: channels-last memory format for the convolutional head.
+        temporal_smoothing: EMA momentum (0..1, weight of the past) of per-frame shift/scale for
+            video frames (:class:`~da_toolkit.inference.video.TemporalSmoother`); ``None`` = off.
+        keep_predictions: keep every prediction in memory and return it from ``trainer.predict``
+            (off by default: writers consume them batch by batch).
+
+    ``predict_step`` returns a list of :class:`~da_toolkit.inference.items.PredictionItem`:
+    ``(H,W)`` float32 at each input's original size, relative disparity or metres.
+    Precision and devices come from the Trainer (``--trainer.precision bf16-mixed``).
+    """
+
+    def __init__(
+        self,
+        preset: str,
+        weights: str | None = None,
+        model_overrides: dict[str, Any] | None = None,
+        compile: bool = False,
+        channels_last: bool = False,
+        temporal_smoothing: float | None = None,
+        keep_predictions: bool = False,
+    ) -> None:
+        super().__init__()
+        from da_toolkit import load_model
+
+        if temporal_smoothing is not None and not 0.0 <= temporal_smoothing < 1.0:
+            raise ValueError(f"model.temporal_smoothing must be in [0, 1) or null, got {temporal_smoothing}")
+        self.model: nn.Module = load_model(preset, weights, **dict(model_overrides or {}))
+        self.model.eval()
+        self.output_kind = str(getattr(self.model, "output_kind", "disparity"))
+        self.compile = compile
+        self.channels_last = channels_last
+        self.temporal_smoothing = temporal_smoothing
+        self.keep_predictions = keep_predictions
+        self._smoothers: dict[str, TemporalSmoother] = {}
+        self._forward: Any = self.model
+        self.failures: list[tuple[str, str]] = []
+
+    def setup(self, stage: str) -> None:
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if self.compile:
+            self._forward = torch.compile(self.model)
+
+    def on_predict_start(self) -> None:
+        if not self.keep_predictions:
+            self.trainer.predict_loop.return_predictions = False
+        self._smoothers.clear()
+        self.failures.clear()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B,3,h,w)`` ImageNet-normalised -> ``(B,h,w)`` disparity or metres."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._forward(x)
+
+    def _smooth(self, item: PredictionItem) -> None:
+        vid = item.meta.get("video")
+        if self.temporal_smoothing is None or vid is None or item.depth is None:
+            return
+        smoother = self._smoothers.setdefault(str(vid), TemporalSmoother(self.temporal_smoothing))
+        item.depth = smoother(item.depth)
+
+    def predict_step(self, batch: dict[str, list[Any]], batch_idx: int, dataloader_idx: int = 0) -> list[PredictionItem]:
+        ok = [j for j, err in enumerate(batch["error"]) if err is None]
+        dtype = next(self.model.parameters()).dtype
+        depths = run_batch(
+            self, [batch["images"][j] for j in ok], [batch["meta"][j]["size"] for j in ok], self.device, dtype
+        )
+        items = []
+        for j, meta in enumerate(batch["meta"]):
+            err = batch["error"][j]
+            if err is not None:
+                self.failures.append((str(meta.get("source")), err))
+                warnings.warn(f"da-toolkit predict: skipped {meta.get('source')}: {err}", stacklevel=2)
+                items.append(PredictionItem(None, meta, self.output_kind, error=err))
+        for j, depth in zip(ok, depths):
+            item = PredictionItem(depth, batch["meta"][j], self.output_kind, image=batch["raw"][j])
+            self._smooth(item)
+            items.append(item)
+        return items
+
+    def on_predict_end(self) -> None:
+        if self.failures:
+            lines = "\n  ".join(f"{src}: {err}" for src, err in self.failures)
+            print(f"da-toolkit predict: {len(self.failures)} input(s) failed:\n  {lines}")
