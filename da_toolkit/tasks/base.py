@@ -73,6 +73,7 @@ class DepthTask(pl.LightningModule):
                     "seg_loss", "loss"]
         )
         self.model = build_depth_model(preset, model_overrides, encoder, decoder, weights, encoder_weights)
+        self.model.train()  # presets are built in eval mode
         self.optim = optim or OptimConfig()
         self.val_metrics = val_metrics if val_metrics is not None else self.default_metrics()
         self.test_metrics = self.val_metrics.clone() if hasattr(self.val_metrics, "clone") else None

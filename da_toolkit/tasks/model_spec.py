@@ -30,7 +30,6 @@ def build_depth_model(
             relative Depth Anything model whose encoder initialises a metric model), loaded after
             ``weights``.
     """
-    from da_toolkit.models import weights as weights_mod
     from da_toolkit.models.depth_model import DepthModel
     from da_toolkit.models.presets import load_model
 
@@ -39,7 +38,9 @@ def build_depth_model(
             raise ValueError("give either `preset` or `encoder` + `decoder`, not both")
         model = DepthModel(encoder, decoder)
         if weights is not None:
-            weights_mod.load_weights(model, weights)
+            from da_toolkit.models.weights import load_weights
+
+            load_weights(model, weights)
     elif encoder is not None or decoder is not None:
         raise ValueError("`encoder` and `decoder` must be given together (or use `preset`)")
     elif preset is not None:
@@ -47,7 +48,9 @@ def build_depth_model(
     else:
         raise ValueError("no model: set `preset` (+ `model_overrides`) or `encoder` + `decoder`")
     if encoder_weights is not None:
-        weights_mod.load_encoder_weights(model.encoder, encoder_weights)
+        from da_toolkit.models.weights import load_encoder_weights
+
+        load_encoder_weights(model.encoder, encoder_weights)
     return model
 
 

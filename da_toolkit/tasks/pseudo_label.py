@@ -1,0 +1,223 @@
+"""Offline pseudo-labelling through Lightning's predict loop (DDP-ready, resumable).
+
+* :class:`UnlabeledImages` - a LightningDataModule over unlabeled data sources; each item is
+  preprocessed like the official inference (keep aspect, shorter side >= ``input_size``, sides
+  multiples of 14, bicubic) in the loader workers; items already in the store are skipped.
+* :class:`PseudoLabelTask` - a frozen teacher; ``predict_step`` returns per item the relative
+  disparity at the original image size.
+* :class:`PseudoLabelStoreWriter` - a prediction-writer callback; rank ``r`` writes shard
+  ``rank<r>`` of the store (:class:`da_toolkit.data.pseudo_store.PseudoLabelWriter`), so ranks
+  never share files. Lightning's predict sampler does not repeat items across ranks, so each item
+  is labeled exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from da_toolkit.tasks.model_spec import build_depth_model, frozen_copy
+
+
+def store_done_ids(root: str | Path) -> set[str]:
+    """Ids of every finished item in every shard of a store (empty if the store is new)."""
+    from da_toolkit.data.pseudo_store import SHARD_HEADER, read_manifest
+
+    root = Path(root)
+    if not root.is_dir():
+        return set()
+    done: set[str] = set()
+    for shard in sorted(p for p in root.iterdir() if (p / SHARD_HEADER).exists()):
+        for entry in read_manifest(shard):
+            if (shard / entry["file"]).is_file():
+                done.add(entry["id"])
+    return done
+
+
+def weights_hash(path: str | None, fallback: str) -> str:
+    """Identity of a teacher weights file or folder (sha256), or ``fallback`` without weights."""
+    from da_toolkit.data.pseudo_store import checkpoint_hash
+
+    if path is None:
+        return fallback
+    p = Path(path)
+    if p.is_dir():
+        digest = hashlib.sha256()
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            digest.update(f.relative_to(p).as_posix().encode())
+            digest.update(checkpoint_hash(f).encode())
+        return f"sha256:{digest.hexdigest()}"
+    if not p.is_file():
+        raise FileNotFoundError(f"teacher weights {path}: no such file or folder")
+    return checkpoint_hash(p)
+
+
+class _PreparedItems(Dataset):
+    """Items of one source as ``{"image": (3,h',w') normalised, "size", "id", "image_ref", "skip"}``."""
+
+    def __init__(self, source: Dataset, input_size: int, done: set[str]) -> None:
+        self.source = source
+        self.input_size = input_size
+        self.done = done
+
+    def __len__(self) -> int:
+        return len(self.source)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        from da_toolkit.models.preprocess import prepare_image
+
+        sample = self.source[index]
+        meta = sample.get("meta", {})
+        if "id" not in meta or "image_ref" not in meta:
+            raise ValueError(
+                f"{type(self.source).__name__}[{index}]: sample meta needs 'id' and 'image_ref' to be pseudo-labeled"
+            )
+        item = {"id": str(meta["id"]), "image_ref": meta["image_ref"], "size": tuple(sample["image"].shape[:2])}
+        if item["id"] in self.done:
+            return {**item, "skip": True, "image": None}
+        return {**item, "skip": False, "image": prepare_image(sample["image"], self.input_size)[0]}
+
+
+def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return items
+
+
+class UnlabeledImages(pl.LightningDataModule):
+    """Predict-only data module over unlabeled sources for pseudo-labelling.
+
+    Args:
+        sources: data sources (``image`` + ``meta`` with ``id`` and ``image_ref``).
+        store: the pseudo-label store; items already in it are skipped (resume).
+        input_size: lower bound of the shorter side fed to the teacher (official: 518).
+        batch_size: items per predict step (same-size items are batched together).
+        num_workers: loader worker processes.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Dataset],
+        store: str | None = None,
+        input_size: int = 518,
+        batch_size: int = 1,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if not sources:
+            raise ValueError("data.sources: give at least one unlabeled data source")
+        self.sources = list(sources)
+        self.store = store
+        self.input_size = int(input_size)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.dataset: Dataset | None = None
+
+    def setup(self, stage: str) -> None:
+        from torch.utils.data import ConcatDataset
+
+        done = store_done_ids(self.store) if self.store else set()
+        self.dataset = ConcatDataset([_PreparedItems(s, self.input_size, done) for s in self.sources])
+
+    def predict_dataloader(self) -> DataLoader:
+        assert self.dataset is not None
+        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+                          collate_fn=_collate)
+
+
+class PseudoLabelTask(pl.LightningModule):
+    """A frozen teacher producing relative disparity at the original image size.
+
+    Args:
+        preset, model_overrides, encoder, decoder: the teacher architecture (as for the training
+            tasks).
+        weights: the trained teacher (a ``TeacherTask`` ``.ckpt``, safetensors, official ``.pth``
+            or HF folder); its sha256 is recorded in every shard. Without it a random model is
+            used (tests only; a warning says so).
+    """
+
+    def __init__(
+        self,
+        preset: str | None = None,
+        model_overrides: dict[str, Any] | None = None,
+        encoder: nn.Module | None = None,
+        decoder: nn.Module | None = None,
+        weights: str | None = None,
+    ) -> None:
+        super().__init__()
+        if weights is None:
+            warnings.warn("pseudo-labelling with an untrained (randomly initialised) teacher: set model.weights",
+                          UserWarning, stacklevel=2)
+        self.model = frozen_copy(build_depth_model(preset, model_overrides, encoder, decoder, weights))
+        self.teacher_hash = weights_hash(weights, fallback=f"random-init:{preset}")
+        self.settings_base = {"preset": preset, "model_overrides": dict(model_overrides or {})}
+
+    def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
+        """Per item: ``{"id", "image_ref", "disparity": float32 (H,W) numpy}`` (skipped items left out)."""
+        from da_toolkit.models.preprocess import upsample_prediction
+
+        todo = [item for item in batch if not item["skip"]]
+        out: list[dict[str, Any]] = []
+        groups: dict[tuple[int, ...], list[dict[str, Any]]] = {}
+        for item in todo:
+            groups.setdefault(tuple(item["image"].shape), []).append(item)
+        for items in groups.values():
+            x = torch.stack([it["image"] for it in items]).to(self.device)
+            pred = self.model(x).float()
+            for it, p in zip(items, pred, strict=True):
+                full = upsample_prediction(p[None], it["size"])[0]
+                out.append({"id": it["id"], "image_ref": it["image_ref"], "disparity": full.cpu().numpy()})
+        return out
+
+
+class PseudoLabelStoreWriter(BasePredictionWriter):
+    """Writes predictions of :class:`PseudoLabelTask` to shard ``rank<global_rank>`` of a store.
+
+    Args:
+        store: the store folder.
+        dtype: ``float16`` (default) or ``float32`` ``.npy`` files.
+        settings: extra settings recorded in every shard (the run's input size is added).
+    """
+
+    def __init__(self, store: str, dtype: Literal["float16", "float32"] = "float16",
+                 settings: dict[str, Any] | None = None) -> None:
+        super().__init__(write_interval="batch")
+        self.store = store
+        self.dtype = dtype
+        self.settings = dict(settings or {})
+        self._writer: Any = None
+        self.written = 0
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        from da_toolkit.data.pseudo_store import PseudoLabelWriter
+
+        if stage != "predict" or self._writer is not None:
+            return
+        settings = {**getattr(pl_module, "settings_base", {}), **self.settings}
+        self._writer = PseudoLabelWriter(
+            self.store, f"rank{trainer.global_rank:03d}", str(getattr(pl_module, "teacher_hash", "unknown")),
+            settings, dtype=self.dtype,
+        )
+
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
+                           batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
+                           dataloader_idx: int) -> None:
+        done = self._writer.done_ids()
+        for item in prediction:
+            if item["id"] in done:
+                continue
+            self._writer.write(item["id"], item["image_ref"], np.asarray(item["disparity"], dtype=np.float32))
+            self.written += 1
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -1,0 +1,26 @@
+import pytest
+import torch
+
+from da_toolkit.tasks.targets import disparity_targets, metric_targets
+
+
+def test_metric_samples_become_normalised_disparity_others_kept() -> None:
+    depth = torch.tensor([[[1.0, 2.0], [4.0, float("nan")]], [[0.3, 0.6], [0.9, 0.1]]])
+    valid = torch.ones(2, 2, 2, dtype=torch.bool)
+    disp, ok = disparity_targets(depth, valid, ["metric", "relative"])
+    # metric: 1/d normalised by its max (1/1): [1, .5, .25, invalid]
+    assert disp[0].flatten()[:3].tolist() == pytest.approx([1.0, 0.5, 0.25])
+    assert ok[0].flatten().tolist() == [True, True, True, False]
+    assert torch.equal(disp[1], depth[1])
+    assert bool(ok[1].all())
+
+
+def test_unknown_kind_and_metric_only_checks() -> None:
+    d = torch.ones(1, 2, 2)
+    v = torch.ones(1, 2, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match="unknown kind"):
+        disparity_targets(d, v, ["inverse"])
+    with pytest.raises(ValueError, match="metric"):
+        metric_targets(d, v, ["relative"])
+    t, ok = metric_targets(torch.tensor([[[0.0, 2.0]]]), torch.ones(1, 1, 2, dtype=torch.bool), ["metric"])
+    assert ok.tolist() == [[[False, True]]]
