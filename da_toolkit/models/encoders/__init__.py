@@ -2,9 +2,12 @@
 
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
 from da_toolkit.models.encoders.dinov2 import DINOv2Encoder
+from da_toolkit.models.encoders.timm_encoder import ConvNeXtEncoder, TimmEncoder
 
-__all__ = ["BUILTIN_ENCODERS", "Encoder", "EncoderOutput", "DINOv2Encoder"]
+__all__ = ["BUILTIN_ENCODERS", "Encoder", "EncoderOutput", "DINOv2Encoder", "TimmEncoder", "ConvNeXtEncoder"]
 
 BUILTIN_ENCODERS: dict[str, type] = {
     "dinov2": DINOv2Encoder,
+    "timm": TimmEncoder,
+    "convnext": ConvNeXtEncoder,
 }

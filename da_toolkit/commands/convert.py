@@ -1,0 +1,63 @@
+"""``da-toolkit convert INPUT OUTPUT.safetensors [--preset NAME]``.
+
+Reads any supported weights (official ``.pth``, Hugging Face folder, our safetensors, Lightning
+``.ckpt``) and writes them as safetensors in our format, with metadata recording the preset and
+the model config so that the file rebuilds its model by itself. The model is built and the
+weights loaded strictly before writing, so a file that does not fit its architecture is
+rejected with the list of missing / unexpected / mis-shaped keys. The output is written
+atomically; an existing output is only replaced by a complete new file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from da_toolkit.models.presets import PRESETS
+
+    parser = argparse.ArgumentParser(
+        prog="da-toolkit convert",
+        description=(
+            "Convert Depth Anything weights (official .pth, Hugging Face folder, da-toolkit "
+            "safetensors or Lightning .ckpt) to da-toolkit safetensors. Never downloads."
+        ),
+    )
+    parser.add_argument("input", help="weights file or Hugging Face folder (config.json + model.safetensors)")
+    parser.add_argument("output", help="output .safetensors file")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        metavar="NAME",
+        help="architecture of the input; required for official .pth files, which do not record it "
+        f"(one of: {', '.join(sorted(PRESETS))})",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status (0 on success, 1 on bad input)."""
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    from da_toolkit.models.weights import WeightsError, model_from_weights, save_weights
+
+    if not args.output.endswith(".safetensors"):
+        print(f"da-toolkit convert: output {args.output!r} must end with .safetensors", file=sys.stderr)
+        return 1
+    try:
+        model, loaded = model_from_weights(args.input, preset=args.preset)
+    except (WeightsError, FileNotFoundError, KeyError) as exc:
+        print(f"da-toolkit convert: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return 1
+    save_weights(model, args.output, preset=loaded.preset, config=loaded.config)
+    n = sum(p.numel() for p in model.parameters())
+    print(
+        f"wrote {args.output}: {loaded.format} weights from {args.input}, "
+        f"{n / 1e6:.1f}M parameters, preset {loaded.preset or '-'}, output {model.output_kind}"
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
