@@ -1,0 +1,39 @@
+"""The plugin registers its components through da-toolkit's hooks, as declared in pyproject.toml."""
+
+from __future__ import annotations
+
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from da_toolkit import plugins
+
+import da_toolkit_dermoscopy
+from da_toolkit_dermoscopy import plugin
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def test_pyproject_declares_the_entry_point() -> None:
+    data = tomllib.loads(PYPROJECT.read_text())
+    assert data["project"]["entry-points"]["da_toolkit"] == {"dermoscopy": "da_toolkit_dermoscopy.plugin"}
+
+
+def test_hooks_register_components_without_failures() -> None:
+    ep = metadata.EntryPoint(name="dermoscopy", value="da_toolkit_dermoscopy.plugin", group="da_toolkit")
+    reg = plugins.build_registry(entry_points=[ep])
+    assert [f for f in reg.failures if f.plugin == "dermoscopy"] == []
+    assert reg.get("datasources", "dermoscopy_images") is da_toolkit_dermoscopy.DermoscopyImages
+    assert reg.get("perturbations", "hair_artefacts") is da_toolkit_dermoscopy.HairArtefacts
+    assert reg.kind("perturbations")["hair_artefacts"].plugin == "dermoscopy"
+
+
+def test_hook_functions_return_fresh_mappings() -> None:
+    assert plugin.da_toolkit_datasources() == {"dermoscopy_images": da_toolkit_dermoscopy.DermoscopyImages}
+    assert plugin.da_toolkit_perturbations() == {"hair_artefacts": da_toolkit_dermoscopy.HairArtefacts}
