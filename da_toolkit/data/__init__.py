@@ -1,1 +1,13 @@
-"""Data sources and the data module."""
+"""Data sources, transforms and the data module.
+
+- :mod:`da_toolkit.data.sources` - registered data sources (synthetic, folders, benchmarks, pseudo labels)
+- :mod:`da_toolkit.data.io` - image/depth decoding (``read_rgb``) and atomic writers
+- :mod:`da_toolkit.data.pseudo_store` - the pseudo-label store writer
+- :mod:`da_toolkit.data.datamodule` - :class:`DepthDataModule`
+- :mod:`da_toolkit.data.targets` - ``to_disparity`` for labeled targets
+"""
+
+from da_toolkit.data.datamodule import DepthDataModule
+from da_toolkit.data.errors import SampleReadError
+
+__all__ = ["DepthDataModule", "SampleReadError"]
