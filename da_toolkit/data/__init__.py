@@ -5,9 +5,22 @@
 - :mod:`da_toolkit.data.pseudo_store` - the pseudo-label store writer
 - :mod:`da_toolkit.data.datamodule` - :class:`DepthDataModule`
 - :mod:`da_toolkit.data.targets` - ``to_disparity`` for labeled targets
+
+``DepthDataModule`` is imported lazily so that ``da_toolkit.data.io`` stays light (no Lightning).
 """
 
-from da_toolkit.data.datamodule import DepthDataModule
+from __future__ import annotations
+
+from typing import Any
+
 from da_toolkit.data.errors import SampleReadError
 
 __all__ = ["DepthDataModule", "SampleReadError"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DepthDataModule":
+        from da_toolkit.data.datamodule import DepthDataModule
+
+        return DepthDataModule
+    raise AttributeError(f"module 'da_toolkit.data' has no attribute {name!r}")
