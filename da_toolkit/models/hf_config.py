@@ -84,6 +84,8 @@ def model_config_to_hf_config(config: ModelConfig) -> dict[str, Any]:
         raise ValueError("Hugging Face DepthAnything has no batch-norm or class-token-readout option")
     depth = int(e.get("depth", 12))
     taps = e.get("layer_indices") or list(range(depth - 4, depth))
+    if len(set(taps)) != len(taps):
+        raise ValueError(f"Hugging Face backbones cannot tap a block twice, got layer_indices {list(taps)}")
     max_depth = d.get("max_depth")
     return {
         "model_type": "depth_anything",
