@@ -98,6 +98,30 @@ def configure_checkpointing(trainer: pl.Trainer) -> None:
                 cb.save_last = True
 
 
+#: modules imported before parsing so that bare class names of their classes resolve
+RESOLVABLE_MODULES = (
+    "da_toolkit.tasks",
+    "da_toolkit.tasks.student_data",
+    "da_toolkit.tasks.pseudo_label",
+    "da_toolkit.data.datamodule",
+    "da_toolkit.inference.task",
+    "da_toolkit.inference.data",
+    "lightning.pytorch.callbacks",
+    "lightning.pytorch.loggers",
+)
+
+
+def import_resolvable_classes() -> None:
+    """Import the toolkit's tasks, data modules and Lightning's callbacks/loggers (best effort)."""
+    import importlib
+
+    for name in RESOLVABLE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # a missing optional part must not break the others
+            warnings.warn(f"da-toolkit: could not import {name}: {exc}", RuntimeWarning, stacklevel=2)
+
+
 def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCLI:
     """Parse ``argv`` (``[subcommand, options...]`` when ``run``) and run it.
 
@@ -107,7 +131,7 @@ def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCL
     from da_toolkit.plugins import get_registry
 
     get_registry()  # load plugins so their classes are imported before parsing
-    import da_toolkit.tasks  # noqa: F401 - make the task classes resolvable by bare name
+    import_resolvable_classes()
 
     with tempfile.TemporaryDirectory(prefix="da_toolkit_cli_") as tmpdir:
         try:

@@ -1,0 +1,61 @@
+"""``da-toolkit pseudo-label --config recipes/pseudo_label.yaml``: label unlabeled images with a teacher.
+
+Runs :class:`~da_toolkit.tasks.pseudo_label.PseudoLabelTask` over
+:class:`~da_toolkit.tasks.pseudo_label.UnlabeledImages` in Lightning's predict loop, so
+``--trainer.devices``/``--trainer.num_nodes``/``--trainer.strategy ddp`` spread it over devices and
+nodes; rank ``r`` writes shard ``rank<r>`` of ``--store``. A re-run skips the finished items.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import warnings
+from typing import Any
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from da_toolkit.tasks.pseudo_label import PseudoLabelStoreWriter, PseudoLabelTask, UnlabeledImages
+
+
+class PseudoLabelCLI(LightningCLI):
+    """LightningCLI of the pseudo-label job: ``model`` (teacher), ``data``, ``trainer``, ``store``."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--store", type=str, required=True,
+                            help="pseudo-label store folder (created; re-runs resume)")
+        parser.add_argument("--dtype", type=str, default="float16", choices=["float16", "float32"],
+                            help="dtype of the stored disparity .npy files")
+        parser.link_arguments("store", "data.store")
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    """Run the job; returns ``{"store", "written", "skipped_before"}``."""
+    from da_toolkit.lightning_cli import preprocess_args
+    from da_toolkit.plugins import get_registry
+
+    get_registry()
+    with tempfile.TemporaryDirectory(prefix="da_toolkit_pl_") as tmpdir:
+        args = preprocess_args(argv, tmpdir)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            cli = PseudoLabelCLI(
+                PseudoLabelTask, UnlabeledImages, run=False, args=args, save_config_callback=None,
+                seed_everything_default=0,
+                trainer_defaults={"logger": False, "enable_checkpointing": False},
+                parser_kwargs={"prog": "da-toolkit pseudo-label",
+                               "description": "Label unlabeled data sources with a trained teacher into a "
+                                              "sharded, resumable pseudo-label store (Lightning predict loop)."},
+            )
+    store = cli.config["store"]
+    writer = PseudoLabelStoreWriter(store, dtype=cli.config["dtype"],
+                                    settings={"input_size": cli.datamodule.input_size})
+    cli.trainer.callbacks.append(writer)
+    cli.trainer.predict(cli.model, datamodule=cli.datamodule, return_predictions=False)
+    return {"store": store, "written": writer.written}
+
+
+def main(argv: list[str]) -> int:
+    result = run(argv)
+    print(f"pseudo-label: wrote {result['written']} item(s) to {result['store']}", file=sys.stderr)
+    return 0
