@@ -95,5 +95,9 @@ class FeatureAlignmentLoss(nn.Module):
             )
         if not pairs:
             raise ValueError("FeatureAlignmentLoss: no feature levels given")
-        losses = [mean_over_samples(*self.per_sample(s, f), s) for s, f in pairs]
+        losses = []
+        for s, f in pairs:
+            per_sample, has = self.per_sample(s, f)
+            # anchored on the per-sample values so the projector stays in the graph when empty
+            losses.append(mean_over_samples(per_sample, has, per_sample))
         return torch.stack(losses).mean()

@@ -157,3 +157,15 @@ def test_depth_to_normalized_disparity_hand_values() -> None:
     assert ok.tolist() == [[[True, True, True, False, True]]]
     with pytest.raises(ValueError, match="valid"):
         depth_to_normalized_disparity(depth, valid.float())
+
+
+def test_non_finite_targets_at_invalid_pixels_are_harmless() -> None:
+    pred = torch.rand(2, 5, 5, requires_grad=True)
+    target = torch.rand(2, 5, 5)
+    mask = torch.rand(2, 5, 5) > 0.3
+    dirty = target.masked_fill(~mask, float("nan"))
+    dirty[0, 0, 0] = float("inf") if not mask[0, 0, 0] else dirty[0, 0, 0]
+    loss = AffineInvariantLoss(trim=0.1)(pred, dirty, mask)
+    loss.backward()
+    torch.testing.assert_close(loss, AffineInvariantLoss(trim=0.1)(pred, target, mask))
+    assert torch.isfinite(pred.grad).all()

@@ -71,3 +71,10 @@ def test_frozen_gets_no_gradient_and_levels_are_averaged() -> None:
     assert f1.grad is None and s1.grad is not None
     with pytest.raises(ValueError, match="levels"):
         loss_fn([s1], [f1, f2])
+
+
+def test_projector_stays_in_the_graph_when_everything_is_excluded() -> None:
+    loss_fn = FeatureAlignmentLoss(margin=-1.0, projector=True, student_channels=3, frozen_channels=4)
+    loss = loss_fn(torch.randn(1, 3, 2, 2), torch.randn(1, 4, 2, 2))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(loss_fn.projector.weight.grad, torch.zeros_like(loss_fn.projector.weight))

@@ -172,3 +172,17 @@ def test_bad_options_and_inputs() -> None:
         DepthMetrics(min_depth=10.0, max_depth=1.0)
     with pytest.raises(ValueError, match="mask"):
         DepthMetrics().update(torch.rand(1, 3, 3), torch.rand(1, 3, 3), torch.ones(1, 3, 3))
+
+
+def test_options_from_yaml_are_validated() -> None:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--metric", type=DepthMetrics)
+    cfg = parser.parse_string(
+        "metric: {class_path: da_toolkit.metrics.DepthMetrics, init_args: {alignment: median, crop: garg}}"
+    )
+    metric = parser.instantiate(cfg).metric
+    assert metric.alignment == "median" and metric.crop == "garg"
+    with pytest.raises(Exception, match="alignment"):
+        parser.parse_string("metric: {class_path: da_toolkit.metrics.DepthMetrics, init_args: {alignment: foo}}")
