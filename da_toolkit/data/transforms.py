@@ -18,14 +18,14 @@ def to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
     """Sample of numpy arrays -> ``image`` float32 ``(3, H, W)`` in [0, 1], ``depth`` float32
     ``(H, W)``, ``valid`` bool ``(H, W)``, ``seg`` int64 ``(H, W)``, ``intrinsics`` float32 ``(3, 3)``;
     ``depth_kind`` and ``meta`` (copied) pass through."""
-    image = torch.from_numpy(np.ascontiguousarray(sample["image"])).permute(2, 0, 1).float().div_(255.0)
+    image = torch.from_numpy(np.require(sample["image"], requirements=["C", "W"])).permute(2, 0, 1).float().div_(255.0)
     out: dict[str, Any] = {"image": image, "meta": dict(sample["meta"])}
     if "depth" in sample:
-        out["depth"] = torch.from_numpy(np.ascontiguousarray(sample["depth"], dtype=np.float32))
-        out["valid"] = torch.from_numpy(np.ascontiguousarray(sample["valid"], dtype=bool))
+        out["depth"] = torch.from_numpy(np.require(sample["depth"], np.float32, ["C", "W"]))
+        out["valid"] = torch.from_numpy(np.require(sample["valid"], bool, ["C", "W"]))
         out["depth_kind"] = sample["depth_kind"]
     if "seg" in sample:
-        out["seg"] = torch.from_numpy(np.ascontiguousarray(sample["seg"], dtype=np.int64))
+        out["seg"] = torch.from_numpy(np.require(sample["seg"], np.int64, ["C", "W"]))
     if "intrinsics" in sample:
         out["intrinsics"] = torch.as_tensor(sample["intrinsics"], dtype=torch.float32).clone()
     return out

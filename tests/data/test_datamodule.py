@@ -1,0 +1,173 @@
+"""Tests of DepthDataModule: batch contract, ratios, bad samples, Lightning integration."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from da_toolkit.data.datamodule import DepthDataModule
+from da_toolkit.data.errors import SampleReadError
+from da_toolkit.data.robust import SafeDataset
+from da_toolkit.data.sources import ImageFolder, PairedFolder, SyntheticScenes
+from da_toolkit.data.transforms import EvalTransform
+
+
+def _first(loader):
+    batch = next(iter(loader))
+    return batch[0] if isinstance(batch, tuple) else batch
+
+
+def _dm(**kw):
+    args = dict(
+        labeled=[SyntheticScenes(6, (20, 30), seed=0), SyntheticScenes(4, (16, 16), seed=1)],
+        unlabeled=[SyntheticScenes(24, (24, 24), seed=2, labeled=False)],
+        val=[SyntheticScenes(3, (20, 30), seed=3), SyntheticScenes(2, (18, 14), seed=4)],
+        crop_size=14,
+        batch_size=2,
+    )
+    args.update(kw)
+    return DepthDataModule(**args)
+
+
+def test_training_batch_contract_and_ratio():
+    dm = _dm()
+    b = _first(dm.train_dataloader())
+    lab, unl = b["labeled"], b["unlabeled"]
+    assert lab["image"].shape == (2, 3, 14, 14) and lab["image"].dtype == torch.float32
+    assert 0 <= lab["image"].min() and lab["image"].max() <= 1
+    assert lab["depth"].shape == (2, 14, 14) and lab["valid"].dtype == torch.bool
+    assert lab["depth_kind"] == ["metric", "metric"] and len(lab["meta"]) == 2
+    assert unl["image"].shape == (4, 3, 14, 14) and "depth" not in unl  # 1:2
+    assert set(unl) <= {"image", "meta", "intrinsics"}
+    # the longer stream (24 unlabeled / 4 = 6 batches) sets the epoch; labeled (10 / 2) cycles
+    loader = dm.train_dataloader()
+    iter(loader)
+    assert len(loader) == 6
+
+
+def test_only_one_stream_and_custom_ratio():
+    dm = _dm(unlabeled=None)
+    assert set(_first(dm.train_dataloader())) == {"labeled"}
+    dm = _dm(labeled=None)
+    assert _first(dm.train_dataloader())["unlabeled"]["image"].shape[0] == 2
+    dm = _dm(unlabeled_ratio=3)
+    assert _first(dm.train_dataloader())["unlabeled"]["image"].shape[0] == 6
+    with pytest.raises(ValueError, match="labeled"):
+        DepthDataModule().train_dataloader()
+
+
+def test_labeled_stream_rejects_unlabeled_sources(tmp_path):
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "a.png")
+    dm = _dm(labeled=[ImageFolder(tmp_path)], unlabeled=None)
+    with pytest.raises(ValueError, match="has no depth"):
+        _first(dm.train_dataloader())
+
+
+def test_validation_full_size_batch_one_and_padding():
+    dm = _dm()
+    sizes = [tuple(b["image"].shape[-2:]) for b in dm.val_dataloader()]
+    assert sizes == [(20, 30)] * 3 + [(18, 14)] * 2
+    b = next(iter(dm.val_dataloader()))
+    np.testing.assert_allclose(b["depth"][0].numpy(), SyntheticScenes(3, (20, 30), seed=3)[0]["depth"])
+    dm = _dm(eval_batch_size=5, pad_eval_batches=True)
+    (b,) = list(dm.val_dataloader())
+    assert b["image"].shape == (5, 3, 20, 30) and not b["valid"][4, 18:].any()
+    with pytest.raises(ValueError, match="different sizes"):
+        list(_dm(eval_batch_size=5).val_dataloader())
+    with pytest.raises(ValueError, match="test"):
+        dm.test_dataloader()
+
+
+def test_predict_loader_carries_image_refs(tmp_path):
+    Image.fromarray(np.zeros((9, 11, 3), np.uint8)).save(tmp_path / "a.png")
+    dm = DepthDataModule(predict=[ImageFolder(tmp_path)])
+    b = next(iter(dm.predict_dataloader()))
+    assert b["image"].shape == (1, 3, 9, 11) and b["meta"][0]["image_ref"]["path"].endswith("a.png")
+
+
+def test_shuffle_is_seeded():
+    ids = lambda dm: [m["id"] for m in _first(dm.train_dataloader())["unlabeled"]["meta"]]  # noqa: E731
+    assert ids(_dm(seed=1)) == ids(_dm(seed=1))
+    assert any(ids(_dm(seed=1)) != ids(_dm(seed=s)) for s in (2, 3, 4))
+
+
+class _Flaky(torch.utils.data.Dataset):
+    def __init__(self, bad):
+        self.inner = SyntheticScenes(6, (8, 8))
+        self.bad = bad
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        if i in self.bad:
+            raise SampleReadError(f"/data/bad_{i}.png", "corrupt or truncated image")
+        return self.inner[i]
+
+
+def test_bad_samples_are_skipped_with_a_running_count(caplog):
+    safe = SafeDataset(_Flaky({1, 2}), EvalTransform(), stream="labeled")
+    with caplog.at_level(logging.WARNING, logger="da_toolkit.data"):
+        item = safe[1]
+    assert item["meta"]["id"] == "seed0/00000003"  # next readable sample
+    assert safe.skipped == 2
+    assert "bad_1.png" in caplog.text and "bad_2.png" in caplog.text and "2 skipped so far" in caplog.text
+
+
+def test_strict_mode_names_the_file():
+    safe = SafeDataset(_Flaky({1}), EvalTransform(), strict=True)
+    with pytest.raises(SampleReadError, match=r"/data/bad_1.png.*strict"):
+        safe[1]
+    with pytest.raises(RuntimeError, match="in a row"):
+        SafeDataset(_Flaky(set(range(6))), EvalTransform(), max_skips=3)[0]
+
+
+def test_corrupt_file_in_a_real_folder_is_skipped_in_training(tmp_path, caplog):
+    (tmp_path / "rgb").mkdir()
+    (tmp_path / "depth").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((10, 12, 3), 50 * i, np.uint8)).save(tmp_path / "rgb" / f"{i}.png")
+        np.save(tmp_path / "depth" / f"{i}.npy", np.full((10, 12), 2.0, np.float32))
+    (tmp_path / "rgb" / "1.png").write_bytes(b"garbage")
+    dm = DepthDataModule(labeled=[PairedFolder(tmp_path)], crop_size=8, batch_size=3)
+    with caplog.at_level(logging.WARNING, logger="da_toolkit.data"):
+        b = _first(dm.train_dataloader())
+    assert b["labeled"]["image"].shape[0] == 3 and "1.png" in caplog.text
+    strict = DepthDataModule(labeled=[PairedFolder(tmp_path)], crop_size=8, batch_size=3, strict=True)
+    with pytest.raises(SampleReadError, match="1.png"):
+        _first(strict.train_dataloader())
+
+
+class _Recorder(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.seen: list[tuple[int, int]] = []
+        self.val_sizes: list[tuple[int, int]] = []
+
+    def training_step(self, batch, idx):
+        self.seen.append((batch["labeled"]["image"].shape[0], batch["unlabeled"]["image"].shape[0]))
+        return (self.w - batch["labeled"]["depth"].mean()) ** 2
+
+    def validation_step(self, batch, idx):
+        self.val_sizes.append(tuple(batch["image"].shape[-2:]))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_lightning_fit_with_workers():
+    dm = _dm(num_workers=2, persistent_workers=True)
+    model = _Recorder()
+    trainer = L.Trainer(
+        max_epochs=1, limit_train_batches=3, accelerator="cpu", devices=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=dm)
+    assert model.seen == [(2, 4)] * 3
+    assert sorted(set(model.val_sizes)) == [(18, 14), (20, 30)]
