@@ -1,0 +1,87 @@
+"""DepthModel, ModelConfig and presets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from da_toolkit.models import PRESETS, DepthModel, ModelConfig, build_model, build_tiny_model, load_model, model_config
+from da_toolkit.models.preprocess import prepare_image, upsample_prediction
+
+
+def test_forward_and_features() -> None:
+    model = build_tiny_model().eval()
+    x = torch.randn(2, 3, 42, 56)
+    y, enc = model(x, return_features=True)
+    assert y.shape == (2, 42, 56)
+    assert len(enc.features) == 4 and enc.features[-1].shape == (2, 32, 3, 4)
+    torch.testing.assert_close(model(x), y)
+
+
+def test_infer_image_is_official_pipeline() -> None:
+    model = build_tiny_model().eval()
+    rgb = np.random.default_rng(0).integers(0, 256, size=(30, 45, 3), dtype=np.uint8)
+    out = model.infer_image(rgb, input_size=42)
+    assert out.shape == (30, 45) and out.dtype == np.float32
+    x = prepare_image(rgb, 42)
+    assert x.shape == (1, 3, 42, 56)  # 45*42/30 = 63 = 4.5*14: numpy rounds half to even -> 4*14
+    with torch.no_grad():
+        ref = upsample_prediction(model(x), (30, 45))[0].numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="uint8"):
+        model.infer_image(rgb.astype(np.float32))
+
+
+def test_config_round_trip_rebuilds_same_architecture() -> None:
+    model = build_tiny_model(max_depth=80.0)
+    cfg = model_config(model)
+    again = ModelConfig.from_json(cfg.to_json())
+    rebuilt = build_model(again)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    assert rebuilt.output_kind == "metric" and rebuilt.max_depth == 80.0
+
+
+EXPECTED = {
+    **{f"depth-anything-v1-{s}": (None, "Apache-2.0") for s in ("vits", "vitb", "vitl")},
+    "depth-anything-v2-vits": (None, "Apache-2.0"),
+    **{f"depth-anything-v2-{s}": (None, "CC-BY-NC-4.0") for s in ("vitb", "vitl", "vitg")},
+    **{f"depth-anything-v2-metric-{d}-{s}": (m, "Apache-2.0" if s == "vits" else "CC-BY-NC-4.0")
+       for d, m in (("hypersim", 20.0), ("vkitti", 80.0)) for s in ("vits", "vitb", "vitl")},
+}
+
+
+def test_presets_table() -> None:
+    assert set(EXPECTED) <= set(PRESETS)
+    for name, (max_depth, licence) in EXPECTED.items():
+        p = PRESETS[name]
+        assert p.config.decoder_args["max_depth"] == max_depth, name
+        assert p.licence == licence, name
+    assert PRESETS["depth-anything-v1-vitl"].config.encoder_args["layer_indices"] == [20, 21, 22, 23]
+    assert PRESETS["depth-anything-v2-vitl"].config.encoder_args["layer_indices"] == [4, 11, 17, 23]
+    assert PRESETS["depth-anything-v2-vitg"].config.encoder_args["swiglu"] is True
+
+
+@pytest.mark.parametrize(
+    ("name", "millions"),
+    [("depth-anything-v2-vits", 24.8), ("depth-anything-v2-vitb", 97.5),
+     ("depth-anything-v2-vitl", 335.3), ("depth-anything-v2-vitg", 1300.0)],
+)
+def test_parameter_counts_match_paper(name: str, millions: float) -> None:
+    with torch.device("meta"):  # no memory, no init cost
+        model = build_model(PRESETS[name].config)
+    n = sum(p.numel() for p in model.parameters()) / 1e6
+    if name.endswith("vitg"):  # the paper says "1.3B"
+        assert round(n / 1000, 1) == 1.3, n
+    else:  # the paper rounds to 0.1M
+        assert round(n, 1) == millions, (name, n)
+
+
+def test_load_model_errors_and_overrides() -> None:
+    with pytest.raises(KeyError, match="depth-anything-v2-vits"):
+        load_model("depth-anything-v9")
+    with pytest.raises(TypeError, match="unknown model override 'colour'"):
+        load_model("tiny", colour=1)
+    m = load_model("tiny", depth=3, layer_indices=[0, 1, 2, 2], max_depth=10.0)
+    assert isinstance(m, DepthModel) and not m.training
+    assert len(m.encoder.blocks) == 3 and m.output_kind == "metric"
