@@ -28,6 +28,11 @@ def check_depth_inputs(name: str, pred: Tensor, target: Tensor, mask: Tensor | N
     return mask
 
 
+def upcast(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is float16/bfloat16 (mixed precision), else unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def masked_median(x: Tensor, mask: Tensor) -> Tensor:
     """Per-sample median of ``x`` ``(B,...)`` over ``mask`` ``(B,...)``; returns ``(B,)``.
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from da_toolkit.losses._masked import check_depth_inputs, masked_mean, masked_median, mean_over_samples
+from da_toolkit.losses._masked import (
+    check_depth_inputs,
+    masked_mean,
+    masked_median,
+    mean_over_samples,
+    upcast,
+)
 
 #: Lower bound of the normalisation scale, so constant maps give 0 instead of NaN.
 SCALE_EPS = 1e-6
@@ -67,6 +73,7 @@ class AffineInvariantLoss(nn.Module):
     def per_sample(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Per-sample losses ``(B,)`` and whether each sample has any valid pixel ``(B,)`` bool."""
         mask = check_depth_inputs(type(self).__name__, pred, target, mask)
+        pred, target = upcast(pred), upcast(target)
         residual = (normalize_affine(pred, mask) - normalize_affine(target.detach(), mask)).abs()
         return trimmed_mean(residual, mask, self.trim), mask.flatten(1).any(dim=1)
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from da_toolkit.losses._masked import mean_over_samples
+from da_toolkit.losses._masked import mean_over_samples, upcast
 
 
 class FeatureAlignmentLoss(nn.Module):
@@ -75,7 +75,7 @@ class FeatureAlignmentLoss(nn.Module):
                 f"FeatureAlignmentLoss: channel counts differ (student {student.shape[1]}, frozen "
                 f"{frozen.shape[1]}); pass projector=True with student_channels/frozen_channels"
             )
-        frozen = frozen.detach()
+        student, frozen = upcast(student), upcast(frozen.detach())
         if frozen.shape[-2:] != student.shape[-2:]:
             frozen = F.interpolate(frozen, size=student.shape[-2:], mode="bilinear", align_corners=False)
         cos = F.cosine_similarity(student, frozen.to(student.dtype), dim=1, eps=self.eps)

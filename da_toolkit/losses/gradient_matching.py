@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from da_toolkit.losses._masked import check_depth_inputs, mean_over_samples
+from da_toolkit.losses._masked import check_depth_inputs, mean_over_samples, upcast
 from da_toolkit.losses.affine_invariant import normalize_affine
 
 
@@ -49,6 +49,7 @@ class GradientMatchingLoss(nn.Module):
     def per_sample(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Per-sample losses ``(B,)`` and whether each sample has any valid pixel ``(B,)``."""
         mask = check_depth_inputs(type(self).__name__, pred, target, mask)
+        pred, target = upcast(pred), upcast(target)
         residual = normalize_affine(pred, mask) - normalize_affine(target.detach(), mask)
         total = torch.zeros(pred.shape[0], dtype=pred.dtype, device=pred.device)
         for k in range(self.scales):

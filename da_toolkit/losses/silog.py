@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from da_toolkit.losses._masked import check_depth_inputs, masked_mean, mean_over_samples
+from da_toolkit.losses._masked import check_depth_inputs, masked_mean, mean_over_samples, upcast
 
 
 class SiLogLoss(nn.Module):
@@ -36,12 +36,13 @@ class SiLogLoss(nn.Module):
     def forward(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         """Scalar loss (see the class docstring)."""
         mask = check_depth_inputs(type(self).__name__, pred, target, mask)
-        target = target.detach()
+        pred, target = upcast(pred), upcast(target.detach())
         mask = mask & torch.isfinite(target) & (target > self.min_depth)
         if self.max_depth is not None:
             mask = mask & (target <= self.max_depth)
         safe_target = torch.where(mask, target, torch.ones_like(target))
-        g = torch.where(mask, torch.log(safe_target) - torch.log(pred.clamp_min(self.min_depth)), torch.zeros_like(pred))
+        log_ratio = torch.log(safe_target) - torch.log(pred.clamp_min(self.min_depth))
+        g = torch.where(mask, log_ratio, torch.zeros_like(pred))
         # mean(g^2) - lambd * mean(g)^2 written as var(g) + (1 - lambd) * mean(g)^2 (no cancellation)
         mean_g = masked_mean(g, mask)
         centred = torch.where(mask, g - mean_g[:, None, None], torch.zeros_like(g))

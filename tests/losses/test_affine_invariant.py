@@ -169,3 +169,11 @@ def test_non_finite_targets_at_invalid_pixels_are_harmless() -> None:
     loss.backward()
     torch.testing.assert_close(loss, AffineInvariantLoss(trim=0.1)(pred, target, mask))
     assert torch.isfinite(pred.grad).all()
+
+
+def test_half_precision_inputs_are_computed_in_float32() -> None:
+    pred, target = torch.rand(2, 8, 8), torch.rand(2, 8, 8)
+    low = AffineInvariantLoss()(pred.bfloat16(), target.bfloat16())
+    assert low.dtype == torch.float32
+    ref = AffineInvariantLoss()(pred.bfloat16().float(), target.bfloat16().float())
+    torch.testing.assert_close(low, ref)
