@@ -70,6 +70,9 @@ class AffineInvariantLoss(nn.Module):
             raise ValueError(f"AffineInvariantLoss: trim must be in [0, 1), got {trim}")
         self.trim = float(trim)
 
+    def extra_repr(self) -> str:
+        return f"trim={self.trim}"
+
     def per_sample(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Per-sample losses ``(B,)`` and whether each sample has any valid pixel ``(B,)`` bool."""
         mask = check_depth_inputs(type(self).__name__, pred, target, mask)

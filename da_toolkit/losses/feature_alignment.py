@@ -57,6 +57,9 @@ class FeatureAlignmentLoss(nn.Module):
                 )
             self.projector = nn.Conv2d(student_channels, frozen_channels, kernel_size=1)
 
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}"
+
     def per_sample(self, student: Tensor, frozen: Tensor) -> tuple[Tensor, Tensor]:
         """Per-sample ``1 - mean cos`` ``(B,)`` and whether any position was kept ``(B,)``."""
         if student.dim() != 4 or frozen.dim() != 4:

@@ -46,6 +46,9 @@ class GradientMatchingLoss(nn.Module):
             raise ValueError(f"GradientMatchingLoss: scales must be >= 1, got {scales}")
         self.scales = int(scales)
 
+    def extra_repr(self) -> str:
+        return f"scales={self.scales}"
+
     def per_sample(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Per-sample losses ``(B,)`` and whether each sample has any valid pixel ``(B,)``."""
         mask = check_depth_inputs(type(self).__name__, pred, target, mask)

@@ -33,6 +33,9 @@ class SiLogLoss(nn.Module):
         self.min_depth = float(min_depth)
         self.max_depth = None if max_depth is None else float(max_depth)
 
+    def extra_repr(self) -> str:
+        return f"lambd={self.lambd}, min_depth={self.min_depth}, max_depth={self.max_depth}"
+
     def forward(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         """Scalar loss (see the class docstring)."""
         mask = check_depth_inputs(type(self).__name__, pred, target, mask)

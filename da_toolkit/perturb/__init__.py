@@ -8,6 +8,9 @@ Registered by the built-in plugin under the short names of :data:`BUILTIN_PERTUR
 from da_toolkit.perturb.base import Params, PhotometricPerturbation
 from da_toolkit.perturb.colour import ColorJitter, GaussianBlur, RandomGrayscale
 from da_toolkit.perturb.compose import PhotometricSequence, StrongPhotometric
+
+#: Alias of :class:`StrongPhotometric` (the SPEC 3 composition).
+StrongPerturbation = StrongPhotometric
 from da_toolkit.perturb.cutmix import CutMix, CutMixOutput, box_area_fraction, box_mask, mix_with_mask
 
 BUILTIN_PERTURBATIONS: dict[str, type] = {
@@ -29,6 +32,7 @@ __all__ = [
     "PhotometricPerturbation",
     "PhotometricSequence",
     "RandomGrayscale",
+    "StrongPerturbation",
     "StrongPhotometric",
     "box_area_fraction",
     "box_mask",

@@ -65,6 +65,10 @@ class ColorJitter(PhotometricPerturbation):
         self.hue = float(hue)
         self.p = check_probability("ColorJitter", p)
 
+    def extra_repr(self) -> str:
+        b, c, s = (self.ranges[k][1] - 1.0 for k in ("brightness", "contrast", "saturation"))
+        return f"brightness={b:g}, contrast={c:g}, saturation={s:g}, hue={self.hue:g}, p={self.p:g}"
+
     def sample_params(self, batch_size: int, generator: torch.Generator | None = None) -> Params:
         params: Params = {"applied": bernoulli(self.p, batch_size, generator)}
         for name, (low, high) in self.ranges.items():
@@ -102,6 +106,9 @@ class RandomGrayscale(PhotometricPerturbation):
         super().__init__(seed)
         self.p = check_probability("RandomGrayscale", p)
 
+    def extra_repr(self) -> str:
+        return f"p={self.p:g}"
+
     def sample_params(self, batch_size: int, generator: torch.Generator | None = None) -> Params:
         return {"applied": bernoulli(self.p, batch_size, generator)}
 
@@ -136,6 +143,9 @@ class GaussianBlur(PhotometricPerturbation):
         if size < 1 or size % 2 == 0:
             raise ValueError(f"GaussianBlur: kernel_size must be a positive odd int, got {size}")
         self.kernel_size = int(size)
+
+    def extra_repr(self) -> str:
+        return f"sigma={self.sigma}, p={self.p:g}, kernel_size={self.kernel_size}"
 
     def sample_params(self, batch_size: int, generator: torch.Generator | None = None) -> Params:
         return {

@@ -86,6 +86,9 @@ class CutMix(nn.Module):
         self.generator = make_generator(seed)
         self.last_params: Params | None = None
 
+    def extra_repr(self) -> str:
+        return f"p={self.p:g}, area={self.area}, aspect={self.aspect}"
+
     def sample_params(
         self, batch_size: int, height: int, width: int, generator: torch.Generator | None = None
     ) -> Params:
