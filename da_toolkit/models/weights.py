@@ -187,14 +187,14 @@ def _has(prefixes: tuple[str, ...]) -> Callable[[Mapping[str, torch.Tensor]], bo
     return lambda sd: any(k.startswith(prefixes) for k in sd)
 
 
-# Checked in order; the first match decides.
+# Checked in order; the first match decides (HF Dinov2Model keys also start with "encoder.").
 _FORMATS: tuple[_Format, ...] = (
+    _Format("hf_dinov2", _has(("embeddings.patch_embeddings.", "dinov2.embeddings.")), hf_dinov2_to_ours_encoder, True),
     _Format("da_toolkit", _has(("encoder.", "decoder.")), dict),
     _Format("lightning", _has(("model.encoder.", "model.decoder.")), _strip_model_prefix),
     _Format("official", _has(("pretrained.", "depth_head.")), official_to_ours),
     _Format("hf", _has(("backbone.embeddings.", "neck.", "head.conv")), hf_to_ours),
     _Format("dinov2", lambda sd: "patch_embed.proj.weight" in sd, dinov2_to_ours_encoder, True),
-    _Format("hf_dinov2", _has(("embeddings.patch_embeddings.", "dinov2.embeddings.")), hf_dinov2_to_ours_encoder, True),
 )
 
 

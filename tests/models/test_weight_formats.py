@@ -1,0 +1,260 @@
+"""Weight formats: detection from content, conversions, safety, truncation and mismatch errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from da_toolkit.models import build_tiny_model, load_model
+from da_toolkit.models.keymaps import hf_to_ours, ours_to_hf, ours_to_official
+from da_toolkit.models.weights import (
+    UnsafeCheckpointError,
+    WeightsError,
+    WeightsMismatchError,
+    load_encoder_weights,
+    load_weights,
+    model_from_weights,
+    read_weights,
+    save_hf_folder,
+    save_weights,
+)
+
+TINY4 = {"depth": 4, "layer_indices": [0, 1, 2, 3]}  # distinct taps (needed by the HF format)
+
+
+def _source(max_depth: float | None = None) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = load_model("tiny", max_depth=max_depth, **TINY4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_official_pth(tmp_path: Path) -> None:
+    src = _source()
+    path = tmp_path / "depth_anything_v2_vits.pth"
+    torch.save(ours_to_official(src.state_dict()), path)
+    assert all(k.startswith(("pretrained.", "depth_head.")) for k in torch.load(path, weights_only=True))
+    assert read_weights(path).format == "official"
+    _same(load_model("tiny", weights=path, **TINY4), src)
+
+
+def test_official_pth_wrapped_in_model_key(tmp_path: Path) -> None:
+    src = _source()
+    path = tmp_path / "wrapped.pth"
+    torch.save({"model": ours_to_official(src.state_dict())}, path)
+    _same(load_model("tiny", weights=path, **TINY4), src)
+
+
+def test_hf_folder_round_trip_and_config(tmp_path: Path) -> None:
+    src = _source(max_depth=20.0)
+    save_hf_folder(src, tmp_path / "hf")
+    cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert cfg["depth_estimation_type"] == "metric" and cfg["max_depth"] == 20
+    assert cfg["backbone_config"]["out_indices"] == [1, 2, 3, 4]
+    keys = load_file(tmp_path / "hf" / "model.safetensors").keys()
+    assert "backbone.encoder.layer.0.attention.attention.query.weight" in keys
+    assert "neck.fusion_stage.layers.0.projection.weight" in keys  # = refinenet4
+    model, loaded = model_from_weights(tmp_path / "hf")  # architecture from config.json
+    assert loaded.format == "hf" and model.output_kind == "metric" and model.max_depth == 20.0
+    _same(model, src)
+
+
+def test_hf_v5_key_names_are_read(tmp_path: Path) -> None:
+    """transformers>=5 in-memory names (q_proj/k_proj/v_proj/o_proj) load as well."""
+    src = _source()
+    hub = ours_to_hf(src.state_dict())
+    renamed = {}
+    for k, v in hub.items():
+        k = k.replace("attention.attention.query", "attention.q_proj").replace("attention.attention.key", "attention.k_proj")
+        k = k.replace("attention.attention.value", "attention.v_proj").replace("attention.output.dense", "attention.o_proj")
+        renamed[k] = v
+    assert any("q_proj" in k for k in renamed)
+    back = hf_to_ours(renamed)
+    for k, v in src.state_dict().items():
+        assert torch.equal(back[k], v), k
+
+
+def test_hf_swiglu_split_into_gate_and_up() -> None:
+    enc_sd = {"encoder.blocks.0.mlp.w12.weight": torch.arange(8.0).reshape(4, 2)}
+    hub = ours_to_hf(enc_sd)
+    assert torch.equal(hub["backbone.encoder.layer.0.mlp.weights_in.weight"], enc_sd["encoder.blocks.0.mlp.w12.weight"])
+    gate, up = enc_sd["encoder.blocks.0.mlp.w12.weight"].chunk(2)
+    v5 = {"backbone.encoder.layer.0.mlp.gate_proj.weight": gate, "backbone.encoder.layer.0.mlp.up_proj.weight": up}
+    assert torch.equal(hf_to_ours(v5)["encoder.blocks.0.mlp.w12.weight"], enc_sd["encoder.blocks.0.mlp.w12.weight"])
+
+
+def test_our_safetensors_rebuild_without_preset(tmp_path: Path) -> None:
+    src = _source(max_depth=80.0)
+    path = tmp_path / "ours.safetensors"
+    save_weights(src, path, preset="tiny")
+    loaded = read_weights(path)
+    assert loaded.format == "da_toolkit" and loaded.preset == "tiny"
+    assert loaded.metadata["output_kind"] == "metric"
+    model, _ = model_from_weights(path)
+    assert model.max_depth == 80.0
+    _same(model, src)
+    assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temp files
+
+
+def test_lightning_checkpoint(tmp_path: Path) -> None:
+    src = _source()
+    sd = {f"model.{k}": v for k, v in src.state_dict().items()}
+    sd["frozen_dinov2.blocks.0.norm1.weight"] = torch.ones(3)  # other task members are ignored
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": sd, "epoch": 3, "global_step": 10, "hyper_parameters": {"lr": 5e-6}}, path)
+    loaded = read_weights(path)
+    assert loaded.format == "lightning"
+    _same(load_model("tiny", weights=path, **TINY4), src)
+
+
+def test_backbone_only_checkpoints(tmp_path: Path) -> None:
+    src = _source()
+    enc_sd = {k[len("encoder."):]: v for k, v in src.state_dict().items() if k.startswith("encoder.")}
+    official = tmp_path / "dinov2_vits14_pretrain.pth"
+    torch.save(enc_sd, official)
+    timm_style = tmp_path / "timm.safetensors"
+    save_file({k: v.contiguous() for k, v in enc_sd.items() if k != "mask_token"}, timm_style)
+    hf_style = tmp_path / "hf_dinov2.safetensors"
+    hub = {k[len("backbone."):]: v for k, v in ours_to_hf(src.state_dict()).items() if k.startswith("backbone.")}
+    save_file({k: v.contiguous() for k, v in hub.items()}, hf_style)
+    for path, fmt in [(official, "dinov2"), (timm_style, "dinov2"), (hf_style, "hf_dinov2")]:
+        target = load_model("tiny", **TINY4)
+        loaded = load_encoder_weights(target.encoder, path)
+        assert loaded.format == fmt and loaded.backbone_only
+        for k, v in enc_sd.items():
+            if k != "mask_token" or fmt != "dinov2" or path == official:
+                assert torch.equal(target.encoder.state_dict()[k], v), (path.name, k)
+        with pytest.raises(WeightsError, match="load_encoder_weights"):
+            load_weights(target, path)
+
+
+def test_encoder_from_full_checkpoint(tmp_path: Path) -> None:
+    src = _source()
+    path = tmp_path / "full.safetensors"
+    save_weights(src, path)
+    target = load_model("tiny", **TINY4)
+    load_encoder_weights(target.encoder, path)
+    _same(target.encoder, src.encoder)
+
+
+def test_mismatch_lists_missing_unexpected_and_shapes(tmp_path: Path) -> None:
+    src = _source()
+    path = tmp_path / "w.pth"
+    torch.save(ours_to_official(src.state_dict()), path)
+    with pytest.raises(WeightsMismatchError) as info:
+        load_model("tiny", weights=path, depth=5, layer_indices=[0, 1, 2, 4])
+    msg = str(info.value)
+    assert str(path) in msg and "missing keys" in msg and "encoder.blocks.4.norm1.weight" in msg
+    with pytest.raises(WeightsMismatchError) as info:
+        load_model("tiny", weights=path, depth=3, layer_indices=[0, 1, 2, 2])
+    assert "unexpected keys" in str(info.value) and "encoder.blocks.3.attn.qkv.weight" in str(info.value)
+    with pytest.raises(WeightsMismatchError) as info:
+        load_model("tiny", weights=path, features=8, **TINY4)
+    err = info.value
+    assert err.mismatched and "shape mismatches" in str(err) and "decoder.scratch.layer1_rn.weight" in str(err)
+    assert not err.missing and not err.unexpected
+
+
+class _Exploit:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.mark.parametrize("writer", ["torch", "pickle"])
+def test_unsafe_pickle_is_refused_without_running(tmp_path: Path, writer: str) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    payload = {"pretrained.cls_token": torch.zeros(1), "x": _Exploit(str(marker))}
+    if writer == "torch":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    assert not marker.exists()
+    with pytest.raises(UnsafeCheckpointError, match="evil.pth"):
+        load_model("tiny", weights=path)
+    with pytest.raises(UnsafeCheckpointError, match="evil.pth"):
+        load_encoder_weights(load_model("tiny").encoder, path)
+    assert not marker.exists()
+    # the payload is real: an unrestricted unpickle does create the file
+    if writer == "torch":
+        torch.load(path, weights_only=False)
+    else:
+        pickle.loads(path.read_bytes())
+    assert marker.exists()
+
+
+def test_truncated_files_are_reported(tmp_path: Path) -> None:
+    src = _source()
+    st = tmp_path / "w.safetensors"
+    save_weights(src, st)
+    pt = tmp_path / "w.pth"
+    torch.save(ours_to_official(src.state_dict()), pt)
+    for path in (st, pt):
+        data = path.read_bytes()
+        cut = tmp_path / f"cut_{path.name}"
+        cut.write_bytes(data[: len(data) // 2])
+        with pytest.raises(WeightsError, match=f"cut_{path.name}"):
+            read_weights(cut)
+
+
+def test_garbage_unknown_and_missing_inputs(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(os.urandom(64))
+    with pytest.raises(WeightsError, match="junk.bin"):
+        read_weights(junk)
+    unknown = tmp_path / "other.safetensors"
+    save_file({"fc.weight": torch.zeros(2, 2)}, unknown)
+    with pytest.raises(WeightsError, match="unrecognised weights"):
+        read_weights(unknown)
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        read_weights(tmp_path / "nope.pth")
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    with pytest.raises(WeightsError, match="config.json"):
+        read_weights(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(WeightsError, match="config.json: invalid JSON"):
+        read_weights(folder)
+    official = tmp_path / "official.pth"
+    torch.save(ours_to_official(_source().state_dict()), official)
+    with pytest.raises(WeightsError, match="name a preset"):
+        model_from_weights(official)
+
+
+def test_transformers_dinov2_backbone_parity(tmp_path: Path) -> None:
+    """A transformers Dinov2Model state dict (its own key names) initialises our encoder exactly."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                    image_size=56, patch_size=14, layerscale_value=0.5)
+    ref = transformers.Dinov2Model(cfg).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    path = tmp_path / "dinov2.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    enc = load_model("tiny", layer_indices=[1, 1, 1, 1]).encoder
+    assert load_encoder_weights(enc, path).format == "hf_dinov2"
+    x = torch.randn(2, 3, 56, 56)
+    with torch.no_grad():
+        theirs = ref(pixel_values=x).last_hidden_state
+        ours = enc(x)
+    torch.testing.assert_close(ours.cls_tokens[0], theirs[:, 0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ours.features[0].flatten(2).transpose(1, 2), theirs[:, 1:], atol=1e-5, rtol=1e-4)
