@@ -57,3 +57,12 @@ def test_shape_errors() -> None:
     pred, ta, tb = _data()
     with pytest.raises(ValueError, match="mask"):
         CutMixAffineInvariantLoss()(pred, ta, tb, torch.ones(3, 8, 9, dtype=torch.bool))
+
+
+def test_constant_maps_have_finite_gradients() -> None:
+    pred = torch.full((2, 6, 6), 0.5, requires_grad=True)
+    mask = torch.ones(2, 6, 6, dtype=torch.bool)
+    mask[:, 2:4, 2:5] = False
+    loss = CutMixAffineInvariantLoss()(pred, torch.ones(2, 6, 6), torch.zeros(2, 6, 6), mask)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(pred.grad).all()

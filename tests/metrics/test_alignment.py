@@ -69,3 +69,16 @@ def test_lstsq_depth_and_median_and_none() -> None:
     torch.testing.assert_close(align_median(pred, target, ones, 1e-3, 80.0), torch.tensor([[[3.0, 6.0, 9.0, 12.0]]]))
     torch.testing.assert_close(align_none(torch.tensor([0.0, 5.0, 100.0]), None, None, 0.5, 80.0),
                                torch.tensor([0.5, 5.0, 80.0]))
+
+
+def test_lstsq_hand_worked_closed_form() -> None:
+    # target = 2 * pred + 1 exactly on the valid pixels; the masked-out pixel is an outlier
+    pred = torch.tensor([[[0.0, 1.0, 2.0, 3.0]]])
+    target = torch.tensor([[[1.0, 3.0, 5.0, 100.0]]])
+    mask = torch.tensor([[[True, True, True, False]]])
+    scale, shift = lstsq_scale_shift(pred, target, mask)
+    assert scale.item() == pytest.approx(2.0) and shift.item() == pytest.approx(1.0)
+    # a non-exact fit: pred [0,1,2], target [0,2,1] -> s = 0.5, t = 0.5 (normal equations)
+    scale, shift = lstsq_scale_shift(torch.tensor([[[0.0, 1.0, 2.0]]]), torch.tensor([[[0.0, 2.0, 1.0]]]),
+                                     torch.ones(1, 1, 3, dtype=torch.bool))
+    assert scale.item() == pytest.approx(0.5) and shift.item() == pytest.approx(0.5)

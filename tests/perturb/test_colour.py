@@ -148,3 +148,13 @@ def test_strong_photometric_defaults_and_sequence_params() -> None:
     for i, step in enumerate(strong.steps):
         manual = step.apply(manual, strong.last_params[str(i)])
     assert torch.equal(manual, y)
+
+
+def test_dtype_is_kept_and_params_live_on_the_cpu() -> None:
+    x = _images(7).double()
+    strong = StrongPhotometric(seed=1, jitter_p=1.0, blur_p=1.0)
+    y = strong(x)
+    assert y.dtype == torch.float64 and y.device == x.device
+    assert all(v.device.type == "cpu" for p in strong.last_params.values() for v in p.values())
+    assert torch.equal(strong.apply(x, strong.last_params), y)
+    assert 0.0 <= float(y.min()) and float(y.max()) <= 1.0
