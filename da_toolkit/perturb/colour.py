@@ -32,17 +32,27 @@ def _factor_range(name: str, value: float) -> tuple[float, float]:
     return max(0.0, 1.0 - value), 1.0 + value
 
 
+#: The four colour steps, indexed as in ``params["order"]``: ``fn(images (n,3,H,W), factors (n,))``.
+_STEPS = (
+    lambda x, f: adjust_brightness_accumulative(x, f).clamp(0.0, 1.0),
+    lambda x, f: adjust_contrast_with_mean_subtraction(x, f).clamp(0.0, 1.0),
+    lambda x, f: adjust_saturation_with_gray_subtraction(x, f).clamp(0.0, 1.0),
+    lambda x, f: adjust_hue(x, f),
+)
+
+
 class ColorJitter(PhotometricPerturbation):
     """torchvision-style colour jitter, applied to each image with probability ``p``.
 
     Factors per image: brightness, contrast, saturation ``~ U(max(0, 1-v), 1+v)`` and hue
     ``~ U(-hue, hue)`` (in turns of the colour wheel, ``hue <= 0.5``); the four steps run in a
-    random order drawn once per batch. Steps are kornia's torchvision-compatible ops (brightness
+    random order drawn per image, as ``torchvision.transforms.ColorJitter`` applied image by image
+    does. Steps are kornia's torchvision-compatible ops (brightness
     multiplies, contrast blends with the grayscale mean, saturation with the grayscale image,
     hue rotates in HSV). Images ``(B,3,H,W)`` in ``[0,1]`` -> same shape, clamped to ``[0,1]``.
 
     Params: ``applied`` bool ``(B,)``, ``brightness``/``contrast``/``saturation``/``hue``
-    float ``(B,)``, ``order`` long ``(4,)`` (0 brightness, 1 contrast, 2 saturation, 3 hue).
+    float ``(B,)``, ``order`` long ``(B,4)`` (0 brightness, 1 contrast, 2 saturation, 3 hue).
     """
 
     def __init__(
@@ -74,26 +84,30 @@ class ColorJitter(PhotometricPerturbation):
         for name, (low, high) in self.ranges.items():
             params[name] = uniform(low, high, batch_size, generator)
         params["hue"] = uniform(-self.hue, self.hue, batch_size, generator)
-        params["order"] = torch.randperm(4, generator=generator)
+        params["order"] = torch.argsort(torch.rand(batch_size, 4, generator=generator), dim=1)
         return params
 
     def apply(self, images: Tensor, params: Params) -> Tensor:
         check_images(type(self).__name__, images)
         device, dtype = images.device, images.dtype
 
-        def factor(key: str) -> Tensor:
-            return params[key].to(device=device, dtype=dtype)
-
-        steps = (
-            lambda x: adjust_brightness_accumulative(x, factor("brightness")),
-            lambda x: adjust_contrast_with_mean_subtraction(x, factor("contrast")),
-            lambda x: adjust_saturation_with_gray_subtraction(x, factor("saturation")),
-            lambda x: adjust_hue(x, factor("hue") * 2 * math.pi),
-        )
+        factors = [params[k].to(device=device, dtype=dtype) for k in ("brightness", "contrast", "saturation")]
+        factors.append(params["hue"].to(device=device, dtype=dtype) * (2 * math.pi))
+        order = params["order"].cpu()
+        if order.shape != (images.shape[0], 4):
+            raise ValueError(
+                f"ColorJitter: params['order'] must be ({images.shape[0]}, 4), got {tuple(order.shape)}"
+            )
         out = images.clamp(0.0, 1.0)
-        for index in params["order"].tolist():
-            out = steps[index](out).clamp(0.0, 1.0)
-        return select(params["applied"], out, images)
+        for position in range(4):
+            # the images whose step at this position is `step` (indices come from CPU params: no sync)
+            for step, fn in enumerate(_STEPS):
+                rows = (order[:, position] == step).nonzero().flatten()
+                if rows.numel() == 0:
+                    continue
+                idx = rows.to(device)
+                out = out.index_copy(0, idx, fn(out.index_select(0, idx), factors[step].index_select(0, idx)))
+        return select(params["applied"], out.clamp(0.0, 1.0), images)
 
 
 class RandomGrayscale(PhotometricPerturbation):

@@ -36,7 +36,7 @@ def test_color_jitter_matches_torchvision_with_the_recorded_params() -> None:
     }
     for i in range(x.shape[0]):
         ref = x[i]
-        for k in params["order"].tolist():
+        for k in params["order"][i].tolist():
             ref = ops[k](ref, i)
         torch.testing.assert_close(y[i], ref, atol=1e-4, rtol=0)
 
@@ -46,7 +46,8 @@ def test_param_ranges_follow_the_spec_defaults() -> None:
     for key in ("brightness", "contrast", "saturation"):
         assert params[key].min() >= 0.5 and params[key].max() <= 1.5
     assert params["hue"].abs().max() <= 0.25
-    assert sorted(params["order"].tolist()) == [0, 1, 2, 3]
+    assert (params["order"].sort(dim=1).values == torch.arange(4)).all()
+    assert len({tuple(o) for o in params["order"].tolist()}) == 24  # every order occurs
     assert 0.77 < params["applied"].float().mean().item() < 0.83  # p = 0.8
 
 
