@@ -62,27 +62,42 @@ def _planes(scene: Scene, d: np.ndarray) -> np.ndarray:
     return out
 
 
-def _boxes(scene: Scene, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _cull(scene: Scene, d: np.ndarray, dd: np.ndarray, center: np.ndarray, radius: float) -> np.ndarray:
+    """Indices of the rays that meet the bounding sphere ``(center, radius)`` (all if the camera is inside)."""
+    oc = center - scene.position
+    oc2 = float(oc @ oc)
+    if oc2 <= radius * radius:
+        return np.arange(d.shape[1])
+    b = oc[0] * d[0] + oc[1] * d[1] + oc[2] * d[2]
+    return np.nonzero((b > 0) & (b * b > dd * (oc2 - radius * radius)))[0]
+
+
+def _boxes(scene: Scene, d: np.ndarray, dd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Hit t ``(Nb, P)`` and entry axis ``(Nb, P)`` of yawed boxes (slab method in box frame)."""
     n, p = len(scene.boxes), d.shape[1]
     ts = np.full((n, p), _INF, dtype=np.float32)
     axes = np.zeros((n, p), dtype=np.int64)
     for i, (cx, cy, cz, hx, hy, hz, yaw) in enumerate(scene.boxes):
+        center = np.array([cx, cy, cz], dtype=np.float32)
+        idx = _cull(scene, d, dd, center, math.sqrt(hx * hx + hy * hy + hz * hz))
+        if idx.size == 0:
+            continue
         c, s = math.cos(yaw), math.sin(yaw)
-        rel = scene.position - np.array([cx, cy, cz], dtype=np.float32)
-        o = np.array([c * rel[0] - s * rel[2], rel[1], s * rel[0] + c * rel[2]], dtype=np.float32)
-        dl = np.stack([c * d[0] - s * d[2], d[1], s * d[0] + c * d[2]])
-        half = np.array([hx, hy, hz], dtype=np.float32)[:, None]
-        inv = 1.0 / _safe(dl)
-        t1 = (-half - o[:, None]) * inv
-        t2 = (half - o[:, None]) * inv
-        near = np.minimum(t1, t2)
-        far = np.maximum(t1, t2)
+        rel = scene.position - center
+        o = (c * rel[0] - s * rel[2], rel[1], s * rel[0] + c * rel[2])
+        dx, dy, dz = d[0, idx], d[1, idx], d[2, idx]
+        near, far = [], []
+        for oa, da, half in ((o[0], c * dx - s * dz, hx), (o[1], dy, hy), (o[2], s * dx + c * dz, hz)):
+            inv = 1.0 / _safe(da)
+            t1 = (-half - oa) * inv
+            t2 = (half - oa) * inv
+            near.append(np.minimum(t1, t2))
+            far.append(np.maximum(t1, t2))
         tmin = np.maximum(np.maximum(near[0], near[1]), near[2])
         tmax = np.minimum(np.minimum(far[0], far[1]), far[2])
         hit = (tmax >= tmin) & (tmin > _EPS)
-        ts[i] = np.where(hit, tmin, _INF)
-        axes[i] = _argmax3(near[0], near[1], near[2])
+        ts[i, idx] = np.where(hit, tmin, _INF)
+        axes[i, idx] = _argmax3(near[0], near[1], near[2])
     return ts, axes
 
 
@@ -97,27 +112,31 @@ def _spheres(scene: Scene, d: np.ndarray, dd: np.ndarray) -> np.ndarray:
     return out
 
 
-def _cylinders(scene: Scene, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _cylinders(scene: Scene, d: np.ndarray, dd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Hit t ``(Nc, P)`` of vertical capped cylinders standing on y = 0, and a 'top cap' flag."""
     n, p = len(scene.cylinders), d.shape[1]
     ts = np.full((n, p), _INF, dtype=np.float32)
     caps = np.zeros((n, p), dtype=bool)
     o = scene.position
     for i, (cx, cz, r, h, _unused) in enumerate(scene.cylinders):
+        idx = _cull(scene, d, dd, np.array([cx, h / 2, cz], dtype=np.float32), math.sqrt(r * r + h * h / 4))
+        if idx.size == 0:
+            continue
+        dx, dy, dz = d[0, idx], d[1, idx], d[2, idx]
         ox, oz = o[0] - cx, o[2] - cz
-        a = _safe(d[0] * d[0] + d[2] * d[2])
-        b = ox * d[0] + oz * d[2]
+        a = _safe(dx * dx + dz * dz)
+        b = ox * dx + oz * dz
         disc = b * b - a * (ox * ox + oz * oz - r * r)
         t_side = (-b - np.sqrt(np.maximum(disc, 0.0))) / a
-        y = o[1] + t_side * d[1]
+        y = o[1] + t_side * dy
         t_side = np.where((disc >= 0) & (t_side > _EPS) & (y >= 0) & (y <= h), t_side, _INF)
-        t_cap = np.full(p, _INF, dtype=np.float32)
+        t_cap = np.full(idx.size, _INF, dtype=np.float32)
         if o[1] > h:
-            tc = (h - o[1]) / _safe(d[1])
-            hx, hz = ox + tc * d[0], oz + tc * d[2]
+            tc = (h - o[1]) / _safe(dy)
+            hx, hz = ox + tc * dx, oz + tc * dz
             t_cap = np.where((tc > _EPS) & (hx * hx + hz * hz <= r * r), tc, _INF).astype(np.float32)
-        caps[i] = t_cap < t_side
-        ts[i] = np.minimum(t_side, t_cap)
+        caps[i, idx] = t_cap < t_side
+        ts[i, idx] = np.minimum(t_side, t_cap)
     return ts, caps
 
 
@@ -174,9 +193,9 @@ def render_scene(scene: Scene, height: int, width: int) -> dict[str, Any]:
     p = d.shape[1]
     dd = (d * d).sum(axis=0)
     t_planes = _planes(scene, d)
-    t_boxes, box_axes = _boxes(scene, d)
+    t_boxes, box_axes = _boxes(scene, d, dd)
     t_spheres = _spheres(scene, d, dd)
-    t_cyl, cyl_caps = _cylinders(scene, d)
+    t_cyl, cyl_caps = _cylinders(scene, d, dd)
     t = np.full(p, _INF, dtype=np.float32)
     surface = np.zeros(p, dtype=np.int64)
     index = 0
@@ -237,22 +256,23 @@ def render_scene(scene: Scene, height: int, width: int) -> dict[str, Any]:
     u = np.where(dom == 0, pts[2], pts[0])
     v = np.where(dom == 1, pts[2], pts[1])
     mat = scene.materials
-    s_hit = surface[hit]
-    weight = _pattern(mat.family[s_hit], u[hit], v[hit], mat.frequency[s_hit], mat.angle[s_hit], mat.noise_seed[s_hit])
-    albedo = mat.color_a[s_hit] * (1 - weight)[:, None] + mat.color_b[s_hit] * weight[:, None]
-    lambert = np.maximum(scene.light_dir @ normal[:, hit], 0.0)
-    shade = scene.ambient + scene.light_intensity * lambert
-    color_hit = albedo * shade[:, None]
-
-    # sky: vertical gradient from the horizon colour to the zenith colour
-    elev = np.clip(d[1] / np.sqrt(dd), 0.0, 1.0)[:, None]
-    color = scene.sky_horizon[None] * (1 - elev) + scene.sky_zenith[None] * elev
+    # everything below is evaluated for all pixels in (3, P) layout; sky replaces misses at the end
+    weight = _pattern(mat.family[surface], u, v, mat.frequency[surface], mat.angle[surface], mat.noise_seed[surface])
+    color_a = mat.color_a.T[:, surface]
+    albedo = color_a + (mat.color_b.T[:, surface] - color_a) * weight
+    lx, ly, lz = (float(c) for c in scene.light_dir)
+    lambert = np.maximum(lx * normal[0] + ly * normal[1] + lz * normal[2], 0.0)
+    color = albedo * (scene.ambient + scene.light_intensity * lambert)
+    horizon, zenith = scene.sky_horizon[:, None], scene.sky_zenith[:, None]
     if scene.fog > 0:
-        keep = np.exp(-scene.fog * t[hit])[:, None]
-        color_hit = color_hit * keep + scene.sky_horizon[None] * (1 - keep)
-    color[hit] = color_hit
+        keep = np.exp(-scene.fog * np.where(hit, t, 0.0))
+        color = color * keep + horizon * (1 - keep)
+    # sky: vertical gradient from the horizon colour to the zenith colour
+    elev = np.clip(d[1] / np.sqrt(dd), 0.0, 1.0)
+    sky = horizon + (zenith - horizon) * elev
+    color = np.where(hit, color, sky)
 
-    image = (np.clip(color, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(height, width, 3)
+    image = np.ascontiguousarray((np.clip(color, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).T).reshape(height, width, 3)
     depth = np.where(hit, t, 0.0).astype(np.float32).reshape(height, width)
     K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float32)
     return {"image": image, "depth": depth, "valid": hit.reshape(height, width), "seg": seg.reshape(height, width), "intrinsics": K}
