@@ -12,9 +12,31 @@ from torch import Tensor, nn
 Params = dict[str, Any]
 
 
-def make_generator(seed: int | None) -> torch.Generator | None:
-    """A CPU ``torch.Generator`` seeded with ``seed`` (``None``: use torch's global RNG)."""
-    return None if seed is None else torch.Generator().manual_seed(int(seed))
+def process_rank() -> int:
+    """Rank of this process in ``torch.distributed`` (0 when not distributed)."""
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+class SeededRNG:
+    """A lazily created CPU ``torch.Generator`` seeded with ``seed + rank``.
+
+    Created on first use, so under DDP each process gets its own stream (``seed + rank``) and
+    ranks do not apply identical perturbations to different images. ``seed=None`` gives ``None``
+    (torch's global RNG).
+    """
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = None if seed is None else int(seed)
+        self._generator: torch.Generator | None = None
+
+    def get(self) -> torch.Generator | None:
+        """The generator (``None`` without a seed)."""
+        if self.seed is None:
+            return None
+        if self._generator is None:
+            self._generator = torch.Generator().manual_seed(self.seed + process_rank())
+        return self._generator
 
 
 def uniform(low: float, high: float, n: int, generator: torch.Generator | None) -> Tensor:
@@ -50,7 +72,7 @@ class PhotometricPerturbation(nn.Module, ABC):
     applies them deterministically on the images' device. ``forward`` does both and keeps the
     parameters in :attr:`last_params`, so ``apply(images, module.last_params)`` replays a call
     exactly. Parameters are sampled on the CPU, so a seed gives the same perturbation on any
-    device (in DDP, give each rank its own seed).
+    device; under DDP each rank draws from ``seed + rank`` (see :class:`SeededRNG`).
 
     Args:
         seed: seed of the module's own generator (``None``: torch's global RNG).
@@ -58,7 +80,7 @@ class PhotometricPerturbation(nn.Module, ABC):
 
     def __init__(self, seed: int | None = None) -> None:
         super().__init__()
-        self.generator = make_generator(seed)
+        self.rng = SeededRNG(seed)
         self.last_params: Params | None = None
 
     @abstractmethod
@@ -78,7 +100,8 @@ class PhotometricPerturbation(nn.Module, ABC):
         """Perturb ``images`` ``(B,3,H,W)`` with new (or the given) parameters."""
         check_images(type(self).__name__, images)
         if params is None:
-            params = self.sample_params(images.shape[0], generator if generator is not None else self.generator)
+            gen = generator if generator is not None else self.rng.get()
+            params = self.sample_params(images.shape[0], gen)
         self.last_params = params
         return self.apply(images, params)
 

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from da_toolkit.perturb.base import Params, bernoulli, check_probability, make_generator, uniform
+from da_toolkit.perturb.base import Params, SeededRNG, bernoulli, check_probability, uniform
 
 
 class CutMixOutput(NamedTuple):
@@ -65,7 +65,7 @@ class CutMix(nn.Module):
         p: probability that a sample is mixed (0.5 in SPEC 3).
         area: range of the box area as a fraction of the image (2-40%).
         aspect: range of the box aspect ratio w/h (0.3-3.3).
-        seed: seed of the module's generator (``None``: torch's global RNG).
+        seed: seed of the module's generator, offset by the DDP rank (``None``: torch's global RNG).
     """
 
     def __init__(
@@ -83,7 +83,7 @@ class CutMix(nn.Module):
             raise ValueError(f"CutMix: aspect must satisfy 0 < low <= high, got {aspect}")
         self.area = (float(area[0]), float(area[1]))
         self.aspect = (float(aspect[0]), float(aspect[1]))
-        self.generator = make_generator(seed)
+        self.rng = SeededRNG(seed)
         self.last_params: Params | None = None
 
     def extra_repr(self) -> str:
@@ -130,7 +130,7 @@ class CutMix(nn.Module):
         if images.dim() != 4:
             raise ValueError(f"CutMix: images must be (B,C,H,W), got {tuple(images.shape)}")
         if params is None:
-            gen = generator if generator is not None else self.generator
+            gen = generator if generator is not None else self.rng.get()
             params = self.sample_params(images.shape[0], images.shape[2], images.shape[3], gen)
         self.last_params = params
         return self.apply(images, params)

@@ -159,3 +159,15 @@ def test_dtype_is_kept_and_params_live_on_the_cpu() -> None:
     assert all(v.device.type == "cpu" for p in strong.last_params.values() for v in p.values())
     assert torch.equal(strong.apply(x, strong.last_params), y)
     assert 0.0 <= float(y.min()) and float(y.max()) <= 1.0
+
+
+def test_seeded_rng_offsets_the_seed_by_the_process_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    import da_toolkit.perturb.base as base
+
+    x = _images(8)
+    rank0 = StrongPhotometric(seed=11)(x)
+    monkeypatch.setattr(base, "process_rank", lambda: 1)
+    rank1 = StrongPhotometric(seed=11)(x)
+    monkeypatch.setattr(base, "process_rank", lambda: 0)
+    assert torch.equal(rank1, StrongPhotometric(seed=12)(x))
+    assert not torch.equal(rank0, rank1)
