@@ -171,3 +171,30 @@ def test_lightning_fit_with_workers():
     trainer.fit(model, datamodule=dm)
     assert model.seen == [(2, 4)] * 3
     assert sorted(set(model.val_sizes)) == [(18, 14), (20, 30)]
+
+
+def test_built_from_yaml_with_jsonargparse():
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_argument("--data", type=DepthDataModule)
+    cfg = yaml.safe_load(
+        """
+data:
+  class_path: da_toolkit.data.DepthDataModule
+  init_args:
+    labeled:
+      - class_path: SyntheticScenes
+        init_args: {length: 4, size: [16, 16], domain: {scene: room}}
+    unlabeled:
+      - class_path: da_toolkit.data.sources.SyntheticScenes
+        init_args: {length: 8, seed: 3, labeled: false}
+    crop_size: 14
+    batch_size: 2
+"""
+    )
+    dm = parser.instantiate(parser.parse_object(cfg)).data
+    assert isinstance(dm, DepthDataModule) and dm.labeled[0].domain.scene == "room"
+    b = _first(dm.train_dataloader())
+    assert b["labeled"]["image"].shape == (2, 3, 14, 14) and b["unlabeled"]["image"].shape == (4, 3, 14, 14)
