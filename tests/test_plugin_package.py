@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from da_toolkit import plugins
+from da_toolkit.commands.plugins import format_registry
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = REPO / "plugins" / "da-toolkit-dermoscopy"
@@ -85,20 +86,6 @@ def test_components_listed_by_da_toolkit_plugins(site: Path) -> None:
     assert listing["components"]["perturbations"]["hair_artefacts"]["plugin"] == "dermoscopy"
     assert [f for f in listing["failures"] if f["plugin"] == "dermoscopy"] == []
 
-    text = subprocess.run(
-        [*da_toolkit_command(), "plugins", "--kind", "perturbations"],
-        capture_output=True, text=True, env=env_with(site), timeout=300,
-    )  # fmt: skip
-    assert re.search(r"hair_artefacts +da_toolkit_dermoscopy\.hair\.HairArtefacts +\[dermoscopy, da-toolkit-dermoscopy\]", text.stdout)
-
-
-def test_blocking_the_installed_plugin(site: Path) -> None:
-    env = env_with(site)
-    env["DA_TOOLKIT_BLOCK_PLUGINS"] = "dermoscopy"
-    done = subprocess.run([*da_toolkit_command(), "plugins", "--json"], capture_output=True, text=True, env=env, timeout=300)
-    listing = json.loads(done.stdout)
-    assert "dermoscopy_images" not in listing["components"]["datasources"]
-    assert listing["blocked"] == ["dermoscopy"]
 
 
 def test_plugin_own_test_suite_passes_against_installed_copy(site: Path) -> None:
@@ -129,11 +116,18 @@ def test_usable_in_process_through_the_registry(site: Path, tmp_path: Path, monk
         source = source_cls(images, tmp_path / "meta.csv", include={"sex": "male"})
         assert [s["meta"]["id"] for s in source] == ["ISIC_0000000", "ISIC_0000002"]
         assert int(source[1]["image"][0, 0, 0]) == 80
+        listing = format_registry(plugins.get_registry(), "perturbations")
+        assert re.search(
+            r"hair_artefacts +da_toolkit_dermoscopy\.hair\.HairArtefacts +\[dermoscopy, da-toolkit-dermoscopy\]", listing
+        ), listing
         hair_cls = plugins.get_component("perturbations", "hair_artefacts")
         import torch
 
         out = hair_cls(p=1.0, seed=0)(torch.ones(2, 3, 16, 16))
         assert out.shape == (2, 3, 16, 16) and float(out.min()) < 1.0
+        monkeypatch.setenv("DA_TOOLKIT_BLOCK_PLUGINS", "dermoscopy")
+        blocked = plugins.build_registry()
+        assert "dermoscopy_images" not in blocked.kind("datasources") and blocked.blocked == ["dermoscopy"]
     finally:
         for name in [m for m in sys.modules if m == "da_toolkit_dermoscopy" or m.startswith("da_toolkit_dermoscopy.")]:
             del sys.modules[name]
