@@ -54,15 +54,13 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return total / count.clamp_min(1).to(flat.dtype)
 
 
-def mean_over_samples(per_sample: Tensor, has_valid: Tensor, anchor: Tensor) -> Tensor:
+def mean_over_samples(per_sample: Tensor, has_valid: Tensor) -> Tensor:
     """Mean of ``per_sample`` ``(B,)`` over the samples flagged in ``has_valid`` ``(B,)``.
 
-    With no flagged sample the result is ``0 * anchor.sum()``: a zero that keeps the graph of
-    ``anchor`` (typically the prediction), so ``backward()`` works and gives zero gradients.
+    With no flagged sample the result is 0, still attached to the graph of ``per_sample`` (the
+    ``where`` keeps it), so ``backward()`` works and gives zero gradients. No host sync, and
+    non-finite values of unflagged samples do not leak into the result.
     """
-    n = has_valid.sum()
-    zero = anchor.sum() * 0.0
-    if int(n) == 0:
-        return zero
+    n = has_valid.sum().clamp_min(1).to(per_sample.dtype)
     kept = torch.where(has_valid, per_sample, torch.zeros_like(per_sample))
-    return kept.sum() / n.to(per_sample.dtype) + zero
+    return kept.sum() / n

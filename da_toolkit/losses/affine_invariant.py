@@ -24,6 +24,7 @@ def normalize_affine(d: Tensor, mask: Tensor, eps: float = SCALE_EPS) -> Tensor:
     lower median for an even count; the scale is clamped to ``eps``). Invalid pixels get 0.
     The result is unitless and invariant to ``a * d + b`` for ``a > 0``.
     """
+    d = torch.where(mask, d, torch.zeros_like(d))  # invalid values (even NaN) never reach the maths
     med = masked_median(d, mask)[:, None, None]
     centred = d - med
     scale = masked_mean(centred.abs(), mask).clamp_min(eps)[:, None, None]
@@ -83,4 +84,4 @@ class AffineInvariantLoss(nn.Module):
     def forward(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         """Scalar loss (see the class docstring)."""
         loss, has = self.per_sample(pred, target, mask)
-        return mean_over_samples(loss, has, pred)
+        return mean_over_samples(loss, has)

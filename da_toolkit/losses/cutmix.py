@@ -55,4 +55,4 @@ class CutMixAffineInvariantLoss(nn.Module):
         loss_a, has_a = self.region_loss.per_sample(pred, target_a, mask & valid)
         loss_b, has_b = self.region_loss.per_sample(pred, target_b, ~mask & valid)
         per_sample = area * loss_a + (1.0 - area) * loss_b
-        return mean_over_samples(per_sample, has_a | has_b, pred)
+        return mean_over_samples(per_sample, has_a | has_b)

@@ -64,4 +64,4 @@ class GradientMatchingLoss(nn.Module):
     def forward(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         """Scalar loss (see the class docstring)."""
         loss, has = self.per_sample(pred, target, mask)
-        return mean_over_samples(loss, has, pred)
+        return mean_over_samples(loss, has)

@@ -112,4 +112,4 @@ class SegmentationLoss(nn.Module):
         count = valid.flatten(1).sum(dim=1)
         per_sample = torch.where(valid, per_pixel, torch.zeros_like(per_pixel)).flatten(1).sum(dim=1)
         per_sample = per_sample / count.clamp_min(1).to(per_pixel.dtype)
-        return mean_over_samples(per_sample, count > 0, logits)
+        return mean_over_samples(per_sample, count > 0)

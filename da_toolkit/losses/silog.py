@@ -44,11 +44,12 @@ class SiLogLoss(nn.Module):
         if self.max_depth is not None:
             mask = mask & (target <= self.max_depth)
         safe_target = torch.where(mask, target, torch.ones_like(target))
-        log_ratio = torch.log(safe_target) - torch.log(pred.clamp_min(self.min_depth))
+        safe_pred = torch.where(mask, pred, torch.ones_like(pred)).clamp_min(self.min_depth)
+        log_ratio = torch.log(safe_target) - torch.log(safe_pred)
         g = torch.where(mask, log_ratio, torch.zeros_like(pred))
         # mean(g^2) - lambd * mean(g)^2 written as var(g) + (1 - lambd) * mean(g)^2 (no cancellation)
         mean_g = masked_mean(g, mask)
         centred = torch.where(mask, g - mean_g[:, None, None], torch.zeros_like(g))
         radicand = masked_mean(centred * centred, mask) + (1.0 - self.lambd) * mean_g**2
         per_sample = torch.sqrt(radicand.clamp_min(1e-12))
-        return mean_over_samples(per_sample, mask.flatten(1).any(dim=1), pred)
+        return mean_over_samples(per_sample, mask.flatten(1).any(dim=1))

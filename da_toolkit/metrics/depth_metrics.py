@@ -152,7 +152,8 @@ class DepthMetrics(Metric):
         values = per_image_metrics(depth, target, valid)
         for name in METRIC_NAMES:
             current = getattr(self, f"sum_{name}")
-            setattr(self, f"sum_{name}", current + values[name][has].sum())
+            kept = torch.where(has, values[name], torch.zeros_like(values[name]))
+            setattr(self, f"sum_{name}", current + kept.sum())
         self.count = self.count + has.sum()
         self.skipped = self.skipped + (~has).sum()
 

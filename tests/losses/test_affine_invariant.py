@@ -177,3 +177,15 @@ def test_half_precision_inputs_are_computed_in_float32() -> None:
     assert low.dtype == torch.float32
     ref = AffineInvariantLoss()(pred.bfloat16().float(), target.bfloat16().float())
     torch.testing.assert_close(low, ref)
+
+
+def test_non_finite_predictions_at_invalid_pixels_are_harmless() -> None:
+    pred = torch.rand(2, 5, 5)
+    target = torch.rand(2, 5, 5)
+    mask = torch.rand(2, 5, 5) > 0.3
+    mask[1] = False
+    dirty = pred.masked_fill(~mask, float("nan")).requires_grad_(True)
+    loss = AffineInvariantLoss()(dirty, target, mask)
+    loss.backward()
+    torch.testing.assert_close(loss, AffineInvariantLoss()(pred, target, mask))
+    assert torch.isfinite(dirty.grad).all()

@@ -84,3 +84,13 @@ def test_empty_mask_and_constant_maps_backpropagate() -> None:
 def test_bad_scales() -> None:
     with pytest.raises(ValueError, match="scales"):
         GradientMatchingLoss(scales=0)
+
+
+def test_non_finite_predictions_at_invalid_pixels_are_harmless() -> None:
+    pred, target = torch.rand(2, 6, 6), torch.rand(2, 6, 6)
+    mask = torch.rand(2, 6, 6) > 0.3
+    dirty = pred.masked_fill(~mask, float("nan")).requires_grad_(True)
+    loss = GradientMatchingLoss()(dirty, target.masked_fill(~mask, float("inf")), mask)
+    loss.backward()
+    torch.testing.assert_close(loss, GradientMatchingLoss()(pred, target, mask))
+    assert torch.isfinite(dirty.grad).all()

@@ -52,3 +52,14 @@ def test_bad_arguments() -> None:
         SiLogLoss(lambd=2.0)
     with pytest.raises(ValueError, match="min_depth"):
         SiLogLoss(min_depth=0.0)
+
+
+def test_non_finite_values_at_invalid_pixels_are_harmless() -> None:
+    target = torch.rand(1, 4, 4) + 1
+    pred = torch.rand(1, 4, 4) + 1
+    mask = torch.rand(1, 4, 4) > 0.4
+    dirty = pred.masked_fill(~mask, float("nan")).requires_grad_(True)
+    loss = SiLogLoss()(dirty, target.masked_fill(~mask, float("inf")), mask)
+    loss.backward()
+    torch.testing.assert_close(loss, SiLogLoss()(pred, target, mask))
+    assert torch.isfinite(dirty.grad).all()
