@@ -38,6 +38,8 @@ def _open_image(path: Path) -> Image.Image:
         img.load()
     except UnidentifiedImageError:
         raise SampleReadError(path, "not a recognised image file") from None
+    except Image.DecompressionBombError as exc:
+        raise SampleReadError(path, f"image too large to decode safely ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise SampleReadError(path, f"corrupt or truncated image ({exc})") from None
     return img

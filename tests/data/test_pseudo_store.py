@@ -181,3 +181,13 @@ def test_reader_checks_teacher(tmp_path):
         PseudoLabelSource(tmp_path / "s", teacher_hash="other")
     with pytest.raises(StoreMismatchError, match="no shards"):
         PseudoLabelSource(tmp_path)
+
+
+def test_relative_image_path_resolves_against_the_store(tmp_path):
+    store = tmp_path / "store"
+    (store / "images").mkdir(parents=True)
+    img = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    Image.fromarray(img).save(store / "images" / "a.png")
+    with PseudoLabelWriter(store, "r", "h", SETTINGS) as w:
+        w.write("a", {"path": "images/a.png"}, np.ones((4, 6)))
+    np.testing.assert_array_equal(PseudoLabelSource(store)[0]["image"], img)

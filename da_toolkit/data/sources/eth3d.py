@@ -57,6 +57,6 @@ class ETH3D(PairedFileSource):
         image = read_rgb(pair.image)
         depth = read_raw_float32(pair.depth, *image.shape[:2])
         return make_sample(
-            image, source=self.name, item_id=pair.item_id, image_ref={"path": str(pair.image)},
+            image, source=self.name, item_id=pair.item_id, image_ref={"path": str(pair.image.resolve())},
             depth=depth, depth_kind="metric", where=pair.depth, min_depth=self.min_depth, max_depth=self.max_depth,
         )

@@ -57,7 +57,7 @@ class PairedFileSource(DataSource):
             image,
             source=self.name,
             item_id=pair.item_id,
-            image_ref={"path": str(pair.image)},
+            image_ref={"path": str(pair.image.resolve())},
             depth=depth,
             depth_kind=self.depth_kind,
             valid=valid,
