@@ -12,7 +12,8 @@ class SampleReadError(ValueError):
     both the skip-with-warning mode and the strict mode of the data module can report it.
     """
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+    def __init__(self, path: str | Path, reason: str | None = None) -> None:
+        # one-argument form: the whole message (how DataLoader workers re-raise exceptions)
         self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        self.reason = reason if reason is not None else ""
+        super().__init__(f"{self.path}: {reason}" if reason is not None else self.path)

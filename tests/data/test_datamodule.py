@@ -198,3 +198,14 @@ data:
     assert isinstance(dm, DepthDataModule) and dm.labeled[0].domain.scene == "room"
     b = _first(dm.train_dataloader())
     assert b["labeled"]["image"].shape == (2, 3, 14, 14) and b["unlabeled"]["image"].shape == (4, 3, 14, 14)
+
+
+def test_strict_error_crosses_worker_processes(tmp_path):
+    (tmp_path / "rgb").mkdir()
+    (tmp_path / "depth").mkdir()
+    for i in range(2):
+        (tmp_path / "rgb" / f"{i}.png").write_bytes(b"")
+        np.save(tmp_path / "depth" / f"{i}.npy", np.ones((4, 4), np.float32))
+    dm = DepthDataModule(val=[PairedFolder(tmp_path)], strict=True, num_workers=1)
+    with pytest.raises(SampleReadError, match=r"0\.png.*empty"):
+        next(iter(dm.val_dataloader()))
