@@ -109,7 +109,7 @@ def test_resampling_in_encoder_keeps_cls_position() -> None:
     torch.testing.assert_close(pos[:, 0], enc.pos_embed[:, 0])
 
 
-def test_timm_dinov2_parity() -> None:
+def test_timm_dinov2_parity(tmp_path) -> None:
     """timm's DINOv2 ViT (independent implementation) with our weights gives the same tokens."""
     timm = pytest.importorskip("timm")
     from da_toolkit.models.weights import load_encoder_weights
@@ -122,13 +122,10 @@ def test_timm_dinov2_parity() -> None:
     with torch.no_grad():
         for p in ref.parameters():
             p.add_(torch.randn_like(p) * 0.1)
-    import tempfile, os
-
     enc = _tiny(depth=2, layer_indices=(1, 1, 1, 1))
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "timm.safetensors")
-        save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
-        loaded = load_encoder_weights(enc, path)
+    path = tmp_path / "timm.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    loaded = load_encoder_weights(enc, path)
     assert loaded.format == "dinov2"
     x = torch.randn(2, 3, 56, 56)
     with torch.no_grad():

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from da_toolkit.models import build_tiny_model, load_model
+from da_toolkit.models import load_model
 from da_toolkit.models.keymaps import hf_to_ours, ours_to_hf, ours_to_official
 from da_toolkit.models.weights import (
     UnsafeCheckpointError,
@@ -186,7 +186,7 @@ def test_unsafe_pickle_is_refused_without_running(tmp_path: Path, writer: str) -
     if writer == "torch":
         torch.save(payload, path)
     else:
-        path.write_bytes(pickle.dumps(payload))
+        path.write_bytes(pickle.dumps(payload, protocol=2))
     assert not marker.exists()
     with pytest.raises(UnsafeCheckpointError, match="evil.pth"):
         load_model("tiny", weights=path)

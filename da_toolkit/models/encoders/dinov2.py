@@ -8,6 +8,11 @@ mlp.fc1,mlp.fc2,ls2.gamma}``, ``norm``) so official and timm checkpoints map one
 Position embeddings are stored for a square grid (37x37 for ``img_size=518``) and resampled
 exactly like the official code: bicubic with ``scale_factor=((h+0.1)/37, (w+0.1)/37)``, no
 antialias, in float32; the stored grid is used as is when the input grid equals it and is square.
+
+Why not timm's ``VisionTransformer``: timm (like transformers) resamples position embeddings to a
+target *size* (with antialias by default), which differs from the official scale-factor rule by
+up to ~1e-2 at non-square sizes; the compact implementation below is exact and uses
+``F.scaled_dot_product_attention``. timm and official DINOv2 checkpoints load into it unchanged.
 """
 
 from __future__ import annotations
