@@ -537,3 +537,42 @@ def test_real_installed_plugin_package_is_listed_and_usable(tmp_path: Path, monk
         sys.modules.pop("da_toolkit_throwaway_test_plugin", None)
         plugins.reset()
     assert da_toolkit.__name__ == "da_toolkit"
+
+
+# --------------------------------------------------------------------------- docs/plugins.md
+
+
+def test_plugin_authoring_guide_template_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template of docs/plugins.md (pyproject entry point, component, hookimpl module and the
+    example tests) works as written."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", doc, re.S)
+    pyproject = tomllib.loads(next(code for lang, code in blocks if lang == "toml"))
+    assert pyproject["project"]["entry-points"]["da_toolkit"] == {"myplugin": "da_toolkit_myplugin.plugin"}
+    component, hook_module, doc_tests = [code for lang, code in blocks if lang == "python"][:3]
+    package = tmp_path / "da_toolkit_myplugin"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "perturb.py").write_text(component)
+    (package / "plugin.py").write_text(hook_module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        namespace: dict[str, object] = {}
+        exec(compile(doc_tests, "docs/plugins.md", "exec"), namespace)  # noqa: S102 - our own docs
+        tests = [fn for name, fn in namespace.items() if name.startswith("test_")]
+        assert len(tests) == 2
+        for test in tests:
+            test()
+        from da_toolkit_myplugin.perturb import Vignette
+
+        vignette = Vignette(strength=(0.5, 0.5), p=1.0, seed=0)
+        out = vignette(torch.ones(1, 3, 5, 5))
+        # corner: r^2 = (1 + 1) / 2 = 1 -> 1 - 0.5; centre: r = 0 -> unchanged
+        assert out[0, 0, 0, 0].item() == pytest.approx(0.5) and out[0, 0, 2, 2].item() == pytest.approx(1.0)
+        assert torch.equal(vignette.apply(torch.ones(1, 3, 5, 5), vignette.last_params), out)
+    finally:
+        for name in [m for m in sys.modules if m.startswith("da_toolkit_myplugin")]:
+            del sys.modules[name]
