@@ -44,6 +44,7 @@ class SceneDomain:
         object_size: object size, metres.
         far: outdoor ground farther than this (metres) is treated as sky (invalid depth).
         fog: outdoor extinction per metre (0 = none); colours fade to the horizon colour.
+        shadows: objects cast hard shadows of the directional light (on everything).
     """
 
     scene: SceneKind = "mixed"
@@ -66,6 +67,7 @@ class SceneDomain:
     object_size: tuple[float, float] = (0.3, 1.5)
     far: float = 80.0
     fog: tuple[float, float] = (0.0, 0.02)
+    shadows: bool = True
 
     def __post_init__(self) -> None:
         if self.scene not in ("room", "outdoor", "mixed"):

@@ -140,6 +140,61 @@ def _cylinders(scene: Scene, d: np.ndarray, dd: np.ndarray) -> tuple[np.ndarray,
     return ts, caps
 
 
+def _shadowed(scene: Scene, pts: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Whether the light is blocked by an object for the points ``pts[:, idx]`` (bool ``(len(idx),)``).
+
+    Shadow rays start on the surface and go towards the directional light; an object blocks
+    them if they enter it at a distance > 1 mm (own faces turned to the light are not blocked;
+    faces turned away are unlit by the Lambert term anyway).
+    """
+    out = np.zeros(idx.size, dtype=bool)
+    if idx.size == 0:
+        return out
+    lx, ly, lz = (float(c) for c in scene.light_dir)
+    x, y, z = pts[0, idx], pts[1, idx], pts[2, idx]
+    eps = 1e-3
+
+    def candidates(cx: float, cy: float, cz: float, radius: float) -> np.ndarray:
+        ox, oy, oz = cx - x, cy - y, cz - z
+        b = ox * lx + oy * ly + oz * lz
+        return np.nonzero((b > -radius) & (ox * ox + oy * oy + oz * oz - b * b < radius * radius))[0]
+
+    for cx, cy, cz, r in scene.spheres:
+        sel = candidates(cx, cy, cz, r)
+        if sel.size:
+            ox, oy, oz = x[sel] - cx, y[sel] - cy, z[sel] - cz
+            b = ox * lx + oy * ly + oz * lz
+            disc = b * b - (ox * ox + oy * oy + oz * oz - r * r)
+            out[sel] |= (disc >= 0) & (-b - np.sqrt(np.maximum(disc, 0)) > eps)
+    for cx, cy, cz, hx, hy, hz, yaw in scene.boxes:
+        sel = candidates(cx, cy, cz, math.sqrt(hx * hx + hy * hy + hz * hz))
+        if sel.size:
+            c, s = math.cos(yaw), math.sin(yaw)
+            rx, ry, rz = x[sel] - cx, y[sel] - cy, z[sel] - cz
+            near = np.full(sel.size, -np.inf, dtype=np.float32)
+            far = np.full(sel.size, np.inf, dtype=np.float32)
+            for oa, da, half in ((c * rx - s * rz, c * lx - s * lz, hx), (ry, ly, hy), (s * rx + c * rz, s * lx + c * lz, hz)):
+                if abs(da) < 1e-9:
+                    inside = np.abs(oa) <= half
+                    near = np.where(inside, near, np.inf)
+                    continue
+                t1, t2 = (-half - oa) / da, (half - oa) / da
+                near = np.maximum(near, np.minimum(t1, t2))
+                far = np.minimum(far, np.maximum(t1, t2))
+            out[sel] |= (far >= near) & (near > eps)
+    for cx, cz, r, h, _unused in scene.cylinders:
+        sel = candidates(cx, h / 2, cz, math.sqrt(r * r + h * h / 4))
+        if sel.size:
+            ox, oz = x[sel] - cx, z[sel] - cz
+            a = max(lx * lx + lz * lz, 1e-12)
+            b = ox * lx + oz * lz
+            disc = b * b - a * (ox * ox + oz * oz - r * r)
+            t = (-b - np.sqrt(np.maximum(disc, 0))) / a
+            yy = y[sel] + t * ly
+            out[sel] |= (disc >= 0) & (t > eps) & (yy >= 0) & (yy <= h)
+    return out
+
+
 def _hash01(ix: np.ndarray, iy: np.ndarray, seed: np.ndarray) -> np.ndarray:
     """Integer lattice point -> pseudo-random value in [0, 1) (uint32 avalanche hash)."""
     h = (ix.astype(np.uint32) * np.uint32(0x8DA6B343)) ^ (iy.astype(np.uint32) * np.uint32(0xD8163841))
@@ -262,6 +317,9 @@ def render_scene(scene: Scene, height: int, width: int) -> dict[str, Any]:
     albedo = color_a + (mat.color_b.T[:, surface] - color_a) * weight
     lx, ly, lz = (float(c) for c in scene.light_dir)
     lambert = np.maximum(lx * normal[0] + ly * normal[1] + lz * normal[2], 0.0)
+    if scene.shadows and (len(scene.boxes) or len(scene.spheres) or len(scene.cylinders)):
+        lit = np.nonzero(hit & (lambert > 0))[0]
+        lambert[lit[_shadowed(scene, pts, lit)]] = 0.0
     color = albedo * (scene.ambient + scene.light_intensity * lambert)
     horizon, zenith = scene.sky_horizon[:, None], scene.sky_zenith[:, None]
     if scene.fog > 0:

@@ -53,6 +53,7 @@ class Scene:
     sky_zenith: np.ndarray  # float32 (3,)
     fog: float
     far: float
+    shadows: bool = True
 
 
 def _u(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
@@ -172,4 +173,5 @@ def sample_scene(domain: SceneDomain, seed: int, index: int) -> Scene:
         sky_zenith=zenith.astype(np.float32),
         fog=_u(rng, domain.fog) if outdoor else 0.0,
         far=float(domain.far),
+        shadows=bool(domain.shadows),
     )

@@ -146,3 +146,31 @@ def test_built_from_a_recipe_with_jsonargparse():
     src = parser.instantiate(cfg).data
     assert isinstance(src, SyntheticScenes) and len(src) == 3 and src.domain.textures == ("noise",)
     assert src[0]["image"].shape == (16, 20, 3)
+
+
+def test_sphere_shadow_matches_an_analytic_shadow_test():
+    import dataclasses
+
+    dom = SceneDomain(scene="outdoor", num_objects=(1, 1), object_types=("sphere",), object_distance=(3, 5),
+                      object_size=(1.0, 1.5), sun_elevation_deg=(30, 50), textures=("flat",), fog=(0, 0))
+    checked = 0
+    for i in range(20):
+        scene = sample_scene(dom, 0, i)
+        if len(scene.spheres) != 1:
+            continue
+        lit = render_scene(dataclasses.replace(scene, shadows=False), 48, 64)
+        shaded = render_scene(scene, 48, 64)
+        darker = (shaded["image"].astype(int).sum(-1) < lit["image"].astype(int).sum(-1))
+        ground = shaded["seg"] == 1
+        pts = _backproject(shaded, scene)
+        c, r = scene.spheres[0, :3].astype(np.float64), float(scene.spheres[0, 3])
+        rel = c[:, None, None] - pts
+        along = np.einsum("i,ihw->hw", scene.light_dir.astype(np.float64), rel)
+        perp2 = (rel**2).sum(0) - along**2
+        expect = ground & (along > 0) & (perp2 < r * r)
+        if expect.sum() < 10:
+            continue
+        diff = (darker & ground) ^ expect
+        assert diff.sum() <= max(3, 0.05 * expect.sum())  # boundary pixels only
+        checked += 1
+    assert checked >= 2
