@@ -55,9 +55,9 @@ class CutMix(nn.Module):
     """Paste a random box of another sample of the batch into each sample, with probability ``p``.
 
     Per mixed sample: box area fraction ``~ U(area)`` of ``H*W``, aspect ``w/h ~ U(aspect)``;
-    ``h = round(sqrt(A*H*W / aspect))``, ``w = round(sqrt(A*H*W * aspect))``, each clamped to
-    ``[1, side]`` (so a box that does not fit is cut to the image), top-left uniform among the
-    positions that keep it inside. ``pairing`` is a random cyclic derangement (no sample is paired
+    ``h = round(sqrt(A*H*W / aspect))``, ``w = round(sqrt(A*H*W * aspect))`` (at least 1); boxes
+    that do not fit in the image are redrawn (up to ``tries`` candidates, then the last one is cut
+    to the image); the top-left corner is uniform among the positions that keep it inside. ``pairing`` is a random cyclic derangement (no sample is paired
     with itself when ``B > 1``). Parameters are sampled on the CPU (seeded by ``seed`` or a
     given generator) and applied on the images' device; ``apply`` replays them.
 
@@ -66,6 +66,7 @@ class CutMix(nn.Module):
         area: range of the box area as a fraction of the image (2-40%).
         aspect: range of the box aspect ratio w/h (0.3-3.3).
         seed: seed of the module's generator, offset by the DDP rank (``None``: torch's global RNG).
+        tries: candidate boxes drawn per sample for the rejection of boxes that do not fit.
     """
 
     def __init__(
@@ -74,9 +75,13 @@ class CutMix(nn.Module):
         area: tuple[float, float] = (0.02, 0.4),
         aspect: tuple[float, float] = (0.3, 3.3),
         seed: int | None = None,
+        tries: int = 10,
     ) -> None:
         super().__init__()
         self.p = check_probability("CutMix", p)
+        if tries < 1:
+            raise ValueError(f"CutMix: tries must be >= 1, got {tries}")
+        self.tries = int(tries)
         if not 0.0 < area[0] <= area[1] <= 1.0:
             raise ValueError(f"CutMix: area must satisfy 0 < low <= high <= 1, got {area}")
         if not 0.0 < aspect[0] <= aspect[1]:
@@ -94,11 +99,16 @@ class CutMix(nn.Module):
     ) -> Params:
         """``applied`` bool ``(B,)``, ``boxes`` long ``(B,4)`` (top, left, bottom, right), ``pairing`` ``(B,)``."""
         applied = bernoulli(self.p, batch_size, generator)
-        frac = uniform(*self.area, batch_size, generator)
-        ratio = uniform(*self.aspect, batch_size, generator)
-        box_area = frac * height * width
-        h = torch.sqrt(box_area / ratio).round().clamp(1, height).long()
-        w = torch.sqrt(box_area * ratio).round().clamp(1, width).long()
+        n = batch_size * self.tries
+        box_area = uniform(*self.area, n, generator).view(batch_size, self.tries) * height * width
+        ratio = uniform(*self.aspect, n, generator).view(batch_size, self.tries)
+        h_all = torch.sqrt(box_area / ratio).round().clamp_min(1).long()
+        w_all = torch.sqrt(box_area * ratio).round().clamp_min(1).long()
+        # rejection sampling: the first candidate that fits, else the last one cut to the image
+        fits = (h_all <= height) & (w_all <= width)
+        first = torch.where(fits.any(dim=1), fits.long().argmax(dim=1), torch.full((batch_size,), self.tries - 1))
+        h = h_all.gather(1, first[:, None])[:, 0].clamp(max=height)
+        w = w_all.gather(1, first[:, None])[:, 0].clamp(max=width)
         top = (torch.rand(batch_size, generator=generator) * (height - h + 1)).floor().long()
         left = (torch.rand(batch_size, generator=generator) * (width - w + 1)).floor().long()
         top = torch.minimum(top, height - h)

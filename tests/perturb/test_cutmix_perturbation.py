@@ -70,3 +70,17 @@ def test_single_sample_batch_is_unchanged() -> None:
     x = _images(b=1)
     out = CutMix(p=1.0, seed=0)(x)
     assert out.pairing.tolist() == [0] and torch.equal(out.mixed, x)
+
+
+def test_boxes_that_do_not_fit_are_redrawn() -> None:
+    # on a 10x40 image a box of 40% area with aspect w/h < 1.6 is taller than the image:
+    # with rejection, every box keeps its drawn aspect (no cut), so its area stays >= 30% (rounding)
+    cutmix = CutMix(p=1.0, area=(0.4, 0.4), aspect=(0.3, 3.3), seed=0, tries=50)
+    out = cutmix(torch.rand(64, 3, 10, 40))
+    boxes = out.params["boxes"]
+    h = (boxes[:, 2] - boxes[:, 0]).float()
+    w = (boxes[:, 3] - boxes[:, 1]).float()
+    assert (h * w / 400 >= 0.3).all() and (w / h >= 1.6 * 0.8).all()
+    # with a single candidate, a box that does not fit is cut to the image instead
+    cut = CutMix(p=1.0, area=(0.4, 0.4), aspect=(0.3, 0.3), seed=0, tries=1)(torch.rand(4, 3, 10, 40))
+    assert ((cut.params["boxes"][:, 2] - cut.params["boxes"][:, 0]) == 10).all()
