@@ -105,9 +105,13 @@ class Pipeline:
         if not out:
             raise PipelineConfigError(f"{source}: missing `output_dir`")
         self.output_dir = Path(out).resolve()
-        stages = recipe.get("stages")
-        if not isinstance(stages, dict) or not stages:
-            raise PipelineConfigError(f"{source}: `stages` must be a non-empty mapping name -> stage")
+        stages = recipe.get("stages") or {}
+        if not isinstance(stages, dict):
+            raise PipelineConfigError(f"{source}: `stages` must be a mapping name -> stage")
+        if not stages and not isinstance((recipe.get("evaluation") or {}).get("models"), dict):
+            raise PipelineConfigError(
+                f"{source}: no `stages`; an evaluation-only recipe needs evaluation.models as a mapping "
+                "name -> {preset, weights}")
         self.stages: dict[str, dict[str, Any]] = {}
         for name, stage in stages.items():
             if not isinstance(stage, dict):
