@@ -58,8 +58,9 @@ class CutMix(nn.Module):
     ``h = round(sqrt(A*H*W / aspect))``, ``w = round(sqrt(A*H*W * aspect))`` (at least 1); boxes
     that do not fit in the image are redrawn (up to ``tries`` candidates, then the last one is cut
     to the image); the top-left corner is uniform among the positions that keep it inside.
-    ``pairing`` is a random cyclic derangement (no sample is paired with itself when ``B > 1``). Parameters are sampled on the CPU (seeded by ``seed`` or a
-    given generator) and applied on the images' device; ``apply`` replays them.
+    ``pairing`` is a random cyclic derangement (no sample is paired with itself when ``B > 1``).
+    Parameters are sampled on the CPU (seeded by ``seed`` or a given generator) and applied on
+    the images' device; ``apply`` replays them.
 
     Args:
         p: probability that a sample is mixed (0.5 in SPEC 3).
