@@ -1,12 +1,22 @@
 """Every extension point of da-toolkit.
 
 A plugin is a module (or object) with functions decorated by :data:`da_toolkit.hookimpl` whose
-names match the hooks below. Each hook returns a mapping ``name -> class``; the names are what
-recipes and ``da-toolkit plugins`` use, the classes are what gets instantiated. A name must be
-unique within its kind across all plugins (a clash is an error naming both plugins).
+names match the hooks below. Rules common to every hook:
+
+* a hook takes no arguments and returns a mapping ``name -> class`` (classes, not instances:
+  recipes instantiate them with ``class_path`` + ``init_args``); ``None`` adds nothing;
+* names are what recipes, :func:`da_toolkit.plugins.get_component` and ``da-toolkit plugins``
+  use; a name must be unique within its kind across all plugins, the built-in one included (a
+  clash is an error naming both plugins; prefix names with your plugin's name);
+* each class must subclass the base listed in :data:`KIND_BASES` for its kind; other values
+  are reported as failures of the plugin and skipped;
+* hooks are called once per process, when the registry is first built: keep them (and the
+  plugin module's imports) cheap.
 
 Third-party packages declare ``[project.entry-points.da_toolkit] NAME = "module"`` in their
-``pyproject.toml``; installing the package is enough for the toolkit to load it.
+``pyproject.toml``; installing the package is enough for the toolkit to load it. The built-in
+components are registered by :mod:`da_toolkit.builtin` through these same hooks. See
+``docs/plugins.md`` for the authoring guide.
 """
 
 from __future__ import annotations
@@ -35,7 +45,10 @@ def da_toolkit_decoders() -> dict[str, type]:
     """Register decoders.
 
     Each class is an ``nn.Module``: ``forward(enc: EncoderOutput, size: (H, W)) -> (B,H,W)``
-    relative disparity or metres, depending on its head activation.
+    relative disparity or metres, depending on its head activation; it exposes ``output_kind``
+    (``"disparity"`` or ``"metric"``) and may define ``attach(encoder)``, which ``DepthModel``
+    calls to size the decoder to the encoder's ``out_channels``/``reductions``. Layer indices and
+    patch size belong to the encoder, never to the decoder.
     """
 
 
@@ -66,13 +79,21 @@ def da_toolkit_datasources() -> dict[str, type]:
 
     Each class is a map-style ``torch.utils.data.Dataset`` whose items are sample dicts (see
     ``docs/architecture.md``: ``image`` uint8 (H,W,3), optional ``depth`` + ``depth_kind`` +
-    ``valid``, optional ``seg`` and ``intrinsics``, and ``meta``).
+    ``valid``, optional ``seg`` and ``intrinsics``, and ``meta`` with ``source``, ``id`` and
+    ``image_ref``). Unreadable files raise ``da_toolkit.data.errors.SampleReadError`` naming the
+    file. Subclass ``da_toolkit.data.sources.base.DataSource`` and build samples with
+    ``make_sample``.
     """
 
 
 @hookspec
 def da_toolkit_metrics() -> dict[str, type]:
-    """Register evaluation metrics (``torchmetrics.Metric`` subclasses, e.g. ``DepthMetrics``)."""
+    """Register evaluation metrics.
+
+    Each class is a ``torchmetrics.Metric`` (e.g. ``DepthMetrics``): ``update(pred, target,
+    mask)`` with ``(B,H,W)`` tensors and a bool mask (True = valid), ``compute() -> dict`` of
+    scalar tensors.
+    """
 
 
 @hookspec

@@ -136,6 +136,28 @@ class Registry:
             )
         return found.cls
 
+    def resolve(self, name: str) -> type | None:
+        """The class registered as ``name`` in any kind (recipes name components without kind).
+
+        Returns ``None`` when no kind has the name.
+
+        Raises:
+            PluginConflictError: the name is a conflict in some kind, or different kinds
+                register different classes under it (the message names the plugins).
+        """
+        found = [(kind, comps[name]) for kind, comps in sorted(self.components.items()) if name in comps]
+        for kind, _ in found:
+            if (kind, name) in self.conflicts:
+                self.get(kind, name)  # raises, naming both plugins
+        classes = {comp.cls for _, comp in found}
+        if len(classes) > 1:
+            owners = ", ".join(f"{kind} ({_origin(c.plugin, c.distribution)})" for kind, c in found)
+            raise PluginConflictError(
+                f"component name {name!r} is registered in several kinds with different classes: "
+                f"{owners}; use the dotted class path instead"
+            )
+        return found[0][1].cls if found else None
+
     def find_class(self, cls: type) -> Component | None:
         """The (first) registration of a class, if any."""
         for comps in self.components.values():
@@ -169,6 +191,17 @@ def _dist_name(ep: Any) -> str | None:
 
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def _installed_entry_points(failures: list[PluginFailure]) -> list[Any]:
+    """Entry points of the ``da_toolkit`` group; broken installed metadata becomes a failure."""
+    try:
+        return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    except Exception as exc:  # noqa: BLE001 - a corrupt dist-info must not break the toolkit
+        failures.append(
+            PluginFailure("<entry points>", None, f"cannot read installed entry points: {_error_text(exc)}")
+        )
+        return []
 
 
 class _ModulePath:
@@ -225,7 +258,7 @@ def build_plugin_manager(
     for name in blocked:
         pm.set_blocked(name)
     if entry_points is None:
-        entry_points = [] if autoload_disabled() else metadata.entry_points(group=ENTRY_POINT_GROUP)
+        entry_points = [] if autoload_disabled() else _installed_entry_points(failures)
     candidates = [*entry_points, *(_ModulePath(m) for m in _env_list(EXTRA_ENV))]
     for ep in candidates:
         name = str(ep.name)

@@ -576,3 +576,60 @@ def test_plugin_authoring_guide_template_works(tmp_path: Path, monkeypatch: pyte
     finally:
         for name in [m for m in sys.modules if m.startswith("da_toolkit_myplugin")]:
             del sys.modules[name]
+
+
+# --------------------------------------------------------------------------- more broken cases
+
+
+def test_same_module_under_two_plugin_names_is_reported() -> None:
+    module = types.ModuleType("fake_twice")
+    module.da_toolkit_losses = hookspecs.hookimpl(lambda: {"twice_loss": TinyLoss})
+    module.da_toolkit_losses.__name__ = "da_toolkit_losses"
+    reg = build_registry(entry_points=[FakeEntryPoint("first", module), FakeEntryPoint("second", module)])
+    assert reg.kind("losses")["twice_loss"].plugin == "first"
+    (fail,) = reg.failures
+    assert fail.plugin == "second" and "not registered" in fail.error
+
+
+def test_unreadable_installed_metadata_is_a_failure_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_entry_points(**kwargs: object):
+        raise ValueError("bad entry_points.txt")
+
+    monkeypatch.setattr(plugins.metadata, "entry_points", broken_entry_points)
+    reg = build_registry()
+    assert "builtin" in reg.plugins
+    assert any("cannot read installed entry points" in f.error and "bad entry_points.txt" in f.error for f in reg.failures)
+
+
+def test_resolve_across_kinds() -> None:
+    one = FakeEntryPoint("one", make_plugin(encoders={"dup": TinyEncoder, "solo": TinyEncoder}, losses={"lossy": TinyLoss}))
+    two = FakeEntryPoint("two", make_plugin(encoders={"dup": OtherEncoder}, losses={"solo": TinyLoss}))
+    reg = build_registry(entry_points=[one, two])
+    assert reg.resolve("lossy") is TinyLoss
+    assert reg.resolve("no_such_name") is None
+    with pytest.raises(PluginConflictError, match="'one'.*'two'"):
+        reg.resolve("dup")
+    with pytest.raises(PluginConflictError, match="several kinds.*encoders.*losses"):
+        reg.resolve("solo")
+
+
+def test_toolkit_keeps_working_with_broken_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a plugin failing on import and another clashing with a built-in name, recipes still
+    resolve built-in names and the healthy plugin's names (the process-wide registry)."""
+    losses = importlib.import_module("da_toolkit.losses")
+    builtin_name = next(iter(losses.BUILTIN_LOSSES))
+    eps = [
+        FakeEntryPoint("broken", error=SyntaxError("invalid syntax (plugin.py, line 3)")),
+        FakeEntryPoint("thief", make_plugin(losses={builtin_name: type("Thief", (TinyLoss,), {})})),
+        FakeEntryPoint("healthy", make_plugin(encoders={"healthy_enc": TinyEncoder})),
+    ]
+    monkeypatch.setattr(plugins, "_REGISTRY", build_registry(entry_points=eps))
+    assert plugins.get_component("encoders", "healthy_enc") is TinyEncoder
+    assert plugins.registry("losses").keys() == {n for n in losses.BUILTIN_LOSSES if n != builtin_name}
+    with pytest.raises(PluginConflictError, match="'builtin'.*'thief'"):
+        plugins.get_component("losses", builtin_name)
+    reported = {f.plugin for f in plugins.get_registry().failures}
+    assert reported == {"broken", "thief"}
+    from da_toolkit.tasks.config_names import resolve_class_path
+
+    assert resolve_class_path("healthy_enc", "model.encoder") == f"{__name__}.TinyEncoder"
