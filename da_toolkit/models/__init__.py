@@ -6,7 +6,7 @@ Public API: :class:`DepthModel`, :func:`load_model` (presets, local weights, nev
 
 from da_toolkit.models.config import ModelConfig, build_model, model_config
 from da_toolkit.models.depth_model import DepthModel
-from da_toolkit.models.presets import PRESETS, Preset, load_model
+from da_toolkit.models.presets import PRESETS, Preset, PresetModel, load_model
 from da_toolkit.models.tiny import build_tiny_model
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "ModelConfig",
     "PRESETS",
     "Preset",
+    "PresetModel",
     "build_model",
     "build_tiny_model",
     "load_model",

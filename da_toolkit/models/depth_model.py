@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from da_toolkit.models.decoders.base import Decoder
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
 from da_toolkit.models.preprocess import prepare_image, upsample_prediction
 
@@ -25,11 +26,12 @@ class DepthModel(nn.Module):
 
     Args:
         encoder: any :class:`Encoder`.
-        decoder: a decoder ``forward(enc, size) -> (B,H,W)``; if it has an ``attach(encoder)``
-            method (``DPTDecoder``) it is called to size the decoder to the encoder.
+        decoder: a :class:`Decoder` (``forward(enc, size) -> (B,H,W)``); its
+            ``attach(encoder)`` is called to size it to the encoder (``DPTDecoder`` builds its
+            layers from the encoder's channels and strides there).
     """
 
-    def __init__(self, encoder: Encoder, decoder: nn.Module) -> None:
+    def __init__(self, encoder: Encoder, decoder: Decoder) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder

@@ -7,6 +7,7 @@ local path (any format :mod:`da_toolkit.models.weights` reads).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from da_toolkit.models.config import ModelConfig, build_model
 from da_toolkit.models.depth_model import DepthModel
 from da_toolkit.models.encoders.dinov2 import DINOV2_SIZES, V2_LAYER_INDICES
 
-__all__ = ["Preset", "PRESETS", "get_preset", "load_model", "DPT_WIDTHS"]
+__all__ = ["Preset", "PRESETS", "PresetModel", "get_preset", "load_model", "DPT_WIDTHS"]
 
 #: DPT ``features`` / ``out_channels`` per encoder size (SPEC 1).
 DPT_WIDTHS: dict[str, tuple[int, tuple[int, int, int, int]]] = {
@@ -123,3 +124,34 @@ def load_model(preset: str, weights: str | Path | None = None, **overrides: Any)
 
         load_weights(model, weights)
     return model.eval()
+
+
+class PresetModel(DepthModel):
+    """A preset as a :class:`DepthModel` subclass, for recipes (``class_path: PresetModel``).
+
+    Args:
+        preset: a name of :data:`PRESETS`.
+        weights: optional local full checkpoint (any supported format).
+        encoder_weights: optional local DINOv2 backbone checkpoint to initialise the encoder
+            only (e.g. ``dinov2_vits14_pretrain.pth``; students and metric fine-tuning).
+        overrides: encoder/decoder constructor arguments, as for :func:`load_model`.
+
+    Unlike :func:`load_model` the module is left in training mode (Lightning sets modes).
+    """
+
+    def __init__(
+        self,
+        preset: str,
+        weights: str | None = None,
+        encoder_weights: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        built = build_model(get_preset(preset).config.with_overrides(**dict(overrides or {})))
+        super().__init__(built.encoder, built.decoder)
+        self.preset = preset
+        from da_toolkit.models.weights import load_encoder_weights, load_weights
+
+        if weights is not None:
+            load_weights(self, weights)
+        if encoder_weights is not None:
+            load_encoder_weights(self.encoder, encoder_weights)

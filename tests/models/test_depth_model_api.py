@@ -85,3 +85,38 @@ def test_load_model_errors_and_overrides() -> None:
     m = load_model("tiny", depth=3, layer_indices=[0, 1, 2, 2], max_depth=10.0)
     assert isinstance(m, DepthModel) and not m.training
     assert len(m.encoder.blocks) == 3 and m.output_kind == "metric"
+
+
+def test_recipe_instantiation_with_jsonargparse(tmp_path) -> None:
+    """Recipes build models by class_path: both explicit parts and presets."""
+    from jsonargparse import ArgumentParser
+
+    from da_toolkit.models import PresetModel
+    from da_toolkit.models.weights import save_weights
+
+    parser = ArgumentParser()
+    parser.add_argument("--model", type=DepthModel)
+    explicit = {
+        "class_path": "da_toolkit.models.DepthModel",
+        "init_args": {
+            "encoder": {"class_path": "da_toolkit.models.encoders.DINOv2Encoder",
+                        "init_args": {"embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 56}},
+            "decoder": {"class_path": "da_toolkit.models.decoders.DPTDecoder",
+                        "init_args": {"features": 16, "out_channels": [8, 16, 32, 32], "max_depth": 10.0}},
+        },
+    }
+    model = parser.instantiate(parser.parse_object({"model": explicit})).model
+    assert isinstance(model, DepthModel) and model.output_kind == "metric"
+    assert model(torch.randn(1, 3, 28, 28)).shape == (1, 28, 28)
+
+    src = build_tiny_model()
+    save_weights(src, tmp_path / "w.safetensors")
+    preset = {"class_path": "da_toolkit.models.PresetModel",
+              "init_args": {"preset": "tiny", "weights": str(tmp_path / "w.safetensors")}}
+    model = parser.instantiate(parser.parse_object({"model": preset})).model
+    assert isinstance(model, PresetModel) and model.preset == "tiny"
+    for k, v in src.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v)
+    enc_only = PresetModel("tiny", encoder_weights=str(tmp_path / "w.safetensors"), overrides={"max_depth": 20.0})
+    assert enc_only.output_kind == "metric"
+    assert torch.equal(enc_only.encoder.blocks[0].attn.qkv.weight, src.encoder.blocks[0].attn.qkv.weight)

@@ -30,6 +30,7 @@ def test_shapes_and_cls_tokens() -> None:
 
 def test_default_taps_are_last_four_and_v2_indices() -> None:
     assert _tiny(depth=6).layer_indices == (2, 3, 4, 5)
+    assert _tiny(depth=2).layer_indices == (0, 0, 0, 1)
     assert V2_LAYER_INDICES == {"vits": (2, 5, 8, 11), "vitb": (2, 5, 8, 11),
                                 "vitl": (4, 11, 17, 23), "vitg": (9, 19, 29, 39)}
     with pytest.raises(ValueError, match="layer_indices"):

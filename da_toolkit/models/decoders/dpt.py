@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from da_toolkit.models._args import record_init_args
+from da_toolkit.models.decoders.base import Decoder
 from da_toolkit.models.decoders.blocks import FusionBlock
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
 
@@ -47,7 +48,7 @@ def _resize_layer(channels: int, factor: float) -> nn.Module:
     return nn.Conv2d(channels, channels, kernel_size=3, stride=stride, padding=1)
 
 
-class DPTDecoder(nn.Module):
+class DPTDecoder(Decoder):
     """DPT decoder: ``forward(enc: EncoderOutput, size=(H, W)) -> (B,H,W)`` disparity or metres.
 
     Args:
@@ -91,11 +92,6 @@ class DPTDecoder(nn.Module):
             self._build(in_channels, resize_factors if resize_factors is not None else VIT_RESIZE_FACTORS)
         elif resize_factors is not None:
             self.resize_factors = list(resize_factors)
-
-    @property
-    def output_kind(self) -> str:
-        """``"disparity"`` (relative, ReLU head) or ``"metric"`` (metres, Sigmoid head)."""
-        return "disparity" if self.max_depth is None else "metric"
 
     def attach(self, encoder: Encoder) -> None:
         """Build the layers for ``encoder`` (if not built yet) and check that they fit it."""

@@ -173,7 +173,8 @@ class DINOv2Encoder(Encoder):
         swiglu: SwiGLU feed-forward (giant) instead of GELU MLP.
         patch_size: patch side in pixels.
         img_size: side of the square image the position embeddings are stored for (518 -> 37x37).
-        layer_indices: 0-based blocks to tap (duplicates allowed); default: the last four (V1).
+        layer_indices: 0-based blocks to tap (duplicates allowed); default: the last four (V1),
+            with block 0 repeated when there are fewer than four blocks.
         layerscale_init: initial LayerScale value (1.0 in the Depth Anything releases).
     """
 
@@ -193,7 +194,8 @@ class DINOv2Encoder(Encoder):
         record_init_args(self, locals())
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
-        taps = tuple(layer_indices) if layer_indices is not None else tuple(range(max(depth - 4, 0), depth))
+        # default: the last four blocks (V1); shallower test models repeat block 0
+        taps = tuple(layer_indices) if layer_indices is not None else tuple(max(depth - 4 + i, 0) for i in range(4))
         if not taps or any(not 0 <= i < depth for i in taps):
             raise ValueError(f"layer_indices {list(taps)} must be in [0, {depth}) for a {depth}-block ViT")
         self.embed_dim = embed_dim
