@@ -1,0 +1,78 @@
+"""`da-toolkit pipeline` on a shrunk quickstart: stages, results.json, skipping on a re-run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from da_toolkit.commands.pipeline import main
+from da_toolkit.tasks.pipeline import Pipeline, PipelineConfigError
+from tests.commands.pipeline_helpers import tiny_quickstart, write_recipe
+
+
+def test_pipeline_runs_then_skips_completed_stages(tmp_path: Path, capsys) -> None:
+    recipe = tiny_quickstart(tmp_path / "out")
+    for name in ("student_no_perturbation", "student_no_feature_alignment"):
+        del recipe["stages"][name]  # the ablations run in the real quickstart; keep this test short
+    recipe["evaluation"]["models"] = ["teacher", "student"]
+    cfg = write_recipe(recipe, tmp_path / "q.yaml")
+
+    assert main(["--config", str(cfg)]) == 0
+    first = capsys.readouterr()
+    lines = first.out.strip().splitlines()
+    results_path = tmp_path / "out" / "results.json"
+    assert lines[-1] == f"results: {results_path}"
+    results = json.loads(results_path.read_text())
+    assert set(results) == {"teacher", "student"}
+    for model in results.values():
+        assert set(model) == {"target_test", "source_test"}
+        for metrics in model.values():
+            assert {"abs_rel", "delta1", "rmse", "num_images"} <= set(metrics)
+            assert 0.0 <= metrics["delta1"] <= 1.0 and metrics["num_images"] == 3
+    assert any(line.startswith("teacher") for line in lines)  # the table
+    out = tmp_path / "out"
+    assert (out / "teacher" / "final.ckpt").is_file() and (out / "student" / "done.json").is_file()
+    assert (out / "pseudo_labels.done.json").is_file()
+    # the student read the store written by the pseudo-label stage
+    student_cfg = (out / "configs" / "student.yaml").read_text()
+    assert str(out / "pseudo_labels") in student_cfg and str(out / "teacher" / "final.ckpt") in student_cfg
+    mtime = (out / "teacher" / "final.ckpt").stat().st_mtime
+
+    assert main(["--config", str(cfg)]) == 0
+    second = capsys.readouterr()
+    assert second.out.strip().splitlines()[-1] == f"results: {results_path}"
+    for stage in ("teacher", "pseudo_labels", "student"):
+        assert f"stage {stage}: skipped (complete)" in second.err
+    assert (out / "teacher" / "final.ckpt").stat().st_mtime == mtime
+    assert json.loads(results_path.read_text()) == results
+
+
+def test_ablation_stages_inherit_base_and_apply_overrides(tmp_path: Path) -> None:
+    pipe = Pipeline(tiny_quickstart(tmp_path / "o"), output_dir=str(tmp_path / "o"))
+    base = pipe.stage_config("student")["model"]["init_args"]
+    nopert = pipe.stage_config("student_no_perturbation")["model"]["init_args"]
+    nofeat = pipe.stage_config("student_no_feature_alignment")["model"]["init_args"]
+    assert base["perturbation"] and base["cutmix"] and base["feature_loss"]
+    assert nopert["perturbation"] is None and nopert["cutmix"] is None and nopert["feature_loss"]
+    assert nofeat["feature_loss"] is None and nofeat["perturbation"]
+    assert pipe.stages["student_no_perturbation"]["pseudo_labels"] == "pseudo_labels"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: r.pop("output_dir"), "output_dir"),
+        (lambda r: r["stages"]["teacher"].update(kind="train"), "stages.teacher.kind"),
+        (lambda r: r["stages"]["student"].update(pseudo_labels="nope"), "stages.student.pseudo_labels"),
+    ],
+)
+def test_bad_pipeline_recipes_name_the_field(tmp_path: Path, mutate, message: str, capsys) -> None:
+    recipe = tiny_quickstart(tmp_path / "o")
+    mutate(recipe)
+    with pytest.raises(PipelineConfigError, match=message):
+        Pipeline(recipe, output_dir=None if "output_dir" not in recipe else str(tmp_path / "o"))
+    assert main(["--config", str(write_recipe(recipe, tmp_path / "bad.yaml"))]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o" / "teacher").exists()  # nothing ran
