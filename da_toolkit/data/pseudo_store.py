@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -146,7 +147,8 @@ class PseudoLabelWriter:
     Args:
         root: store folder (created if missing); several shards live side by side.
         shard: this writer's shard name, e.g. ``f"rank{global_rank:03d}"`` (letters, digits,
-            ``_ . -``). Two live writers must never share a shard name.
+            ``_ . -``). Two live writers must never share a shard name (a second one raises
+            ``RuntimeError``: the manifest is ``flock``-ed while a writer is open).
         teacher_hash: identity of the teacher checkpoint, e.g. :func:`checkpoint_hash`.
         settings: JSON-serialisable settings of the run (input size, model, ...); compared on
             resume and against the other shards.
@@ -189,6 +191,22 @@ class PseudoLabelWriter:
             if (self.dir / entry["file"]).is_file():
                 self._done[entry["id"]] = entry["file"]
         self._manifest = open(self.dir / MANIFEST, "ab")  # noqa: SIM115 - closed in close()
+        self._lock()
+
+    def _lock(self) -> None:
+        """Hold an exclusive ``flock`` on the manifest (released by the OS if the process dies)."""
+        if sys.platform == "win32":  # pragma: no cover - no flock; shard names must stay unique
+            return
+        import fcntl
+
+        try:
+            fcntl.flock(self._manifest.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._manifest.close()
+            raise RuntimeError(
+                f"pseudo-label shard {self.dir} is being written by another process; "
+                "give every writer (rank) its own shard name"
+            ) from None
 
     def _check_against_existing(self) -> None:
         if not self.root.is_dir():

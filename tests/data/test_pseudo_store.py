@@ -191,3 +191,12 @@ def test_relative_image_path_resolves_against_the_store(tmp_path):
     with PseudoLabelWriter(store, "r", "h", SETTINGS) as w:
         w.write("a", {"path": "images/a.png"}, np.ones((4, 6)))
     np.testing.assert_array_equal(PseudoLabelSource(store)[0]["image"], img)
+
+
+def test_a_shard_has_one_live_writer(tmp_path):
+    first = PseudoLabelWriter(tmp_path / "s", "rank0", "h", SETTINGS)
+    with pytest.raises(RuntimeError, match="another process"):
+        PseudoLabelWriter(tmp_path / "s", "rank0", "h", SETTINGS)
+    PseudoLabelWriter(tmp_path / "s", "rank1", "h", SETTINGS).close()  # other shards are fine
+    first.close()
+    PseudoLabelWriter(tmp_path / "s", "rank0", "h", SETTINGS).close()  # released on close
