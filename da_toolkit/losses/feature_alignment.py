@@ -101,6 +101,5 @@ class FeatureAlignmentLoss(nn.Module):
         losses = []
         for s, f in pairs:
             per_sample, has = self.per_sample(s, f)
-            # anchored on the per-sample values so the projector stays in the graph when empty
             losses.append(mean_over_samples(per_sample, has))
         return torch.stack(losses).mean()
