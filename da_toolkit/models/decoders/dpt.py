@@ -165,7 +165,8 @@ class DPTDecoder(Decoder):
         path = s.refinenet2(path, layers[1], size=layers[0].shape[-2:])
         path = s.refinenet1(path, layers[0])
         out = s.output_conv1(path)
-        out = F.interpolate(out, size=tuple(int(v) for v in size), mode="bilinear", align_corners=True)
+        # size is passed through untouched (no int()), so traced/exported graphs keep it symbolic
+        out = F.interpolate(out, size=(size[0], size[1]), mode="bilinear", align_corners=True)
         out = s.output_conv2(out)[:, 0]
         if self.max_depth is None:
             return F.relu(out)
