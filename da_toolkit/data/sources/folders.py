@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +14,30 @@ from da_toolkit.data.io import IMAGE_EXTENSIONS, read_npy, read_pfm, read_png_ui
 from da_toolkit.data.sources.base import DataSource, DepthKind, intrinsics_matrix, make_sample
 from da_toolkit.data.sources.paired import Pair, PairedFileSource
 
-DEPTH_EXTENSIONS: tuple[str, ...] = (".png", ".npy", ".pfm")
+
+
+def _read_png_depth(path: Path) -> np.ndarray:
+    return read_png_uint16(path).astype(np.float32)
+
+
+def _read_npy_depth(path: Path) -> np.ndarray:
+    return read_npy(path, ndim=2).astype(np.float32)
+
+
+def _read_pfm_depth(path: Path) -> np.ndarray:
+    raw = read_pfm(path)
+    if raw.ndim != 2:
+        raise SampleReadError(path, f"expected a greyscale PFM, got shape {raw.shape}")
+    return raw
+
+
+#: depth file extension -> (reader returning stored values as float32 (H, W), default depth_scale)
+DEPTH_READERS: dict[str, tuple[Callable[[Path], np.ndarray], float]] = {
+    ".png": (_read_png_depth, 1000.0),
+    ".npy": (_read_npy_depth, 1.0),
+    ".pfm": (_read_pfm_depth, 1.0),
+}
+DEPTH_EXTENSIONS: tuple[str, ...] = tuple(DEPTH_READERS)
 
 
 def list_images(root: Path, recursive: bool = True, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
@@ -158,18 +181,9 @@ class PairedFolder(PairedFileSource):
             warnings.warn(msg + "; they are skipped", stacklevel=2)
 
     def load_depth(self, pair: Pair) -> tuple[np.ndarray, np.ndarray | None]:
-        suffix = pair.depth.suffix.lower()
-        if suffix == ".png":
-            raw = read_png_uint16(pair.depth).astype(np.float32)
-            scale = 1000.0 if self.depth_scale is None else self.depth_scale
-        elif suffix == ".npy":
-            raw = read_npy(pair.depth, ndim=2).astype(np.float32)
-            scale = 1.0 if self.depth_scale is None else self.depth_scale
-        else:
-            raw = read_pfm(pair.depth)
-            if raw.ndim != 2:
-                raise SampleReadError(pair.depth, f"expected a greyscale PFM, got shape {raw.shape}")
-            scale = 1.0 if self.depth_scale is None else self.depth_scale
+        reader, default_scale = DEPTH_READERS[pair.depth.suffix.lower()]
+        raw = reader(pair.depth)
+        scale = default_scale if self.depth_scale is None else self.depth_scale
         valid = np.ones(raw.shape, dtype=bool)
         for value in self.invalid_values:
             valid &= raw != value

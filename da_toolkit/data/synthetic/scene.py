@@ -91,6 +91,26 @@ def _materials(rng: np.random.Generator, domain: SceneDomain, count: int) -> Mat
     )
 
 
+def _box(rng: np.random.Generator, x: float, z: float, size: float) -> list[float]:
+    """Yawed box resting on the floor: cx, cy, cz, hx, hy, hz, yaw."""
+    h = size * rng.uniform(0.4, 1.2) / 2
+    return [x, h, z, size * rng.uniform(0.3, 0.6), h, size * rng.uniform(0.3, 0.6), rng.uniform(0, math.pi)]
+
+
+def _sphere(rng: np.random.Generator, x: float, z: float, size: float) -> list[float]:
+    """Sphere on (or slightly above) the floor: cx, cy, cz, r."""
+    r = size / 2
+    return [x, r + rng.uniform(0, 0.3) * r, z, r]
+
+
+def _cylinder(rng: np.random.Generator, x: float, z: float, size: float) -> list[float]:
+    """Vertical cylinder standing on the floor: cx, cz, r, height, 0."""
+    return [x, z, size * rng.uniform(0.2, 0.45), size * rng.uniform(0.8, 2.5), 0.0]
+
+
+_OBJECT_BUILDERS = {"box": _box, "sphere": _sphere, "cylinder": _cylinder}
+
+
 def sample_scene(domain: SceneDomain, seed: int, index: int) -> Scene:
     """Draw scene ``index`` of the stream ``seed`` from ``domain`` (deterministic)."""
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index)])
@@ -124,7 +144,7 @@ def sample_scene(domain: SceneDomain, seed: int, index: int) -> Scene:
 
     count = int(rng.integers(domain.num_objects[0], domain.num_objects[1] + 1))
     kinds = rng.choice(len(domain.object_types), size=count)
-    boxes, spheres, cylinders = [], [], []
+    shapes: dict[str, list[list[float]]] = {name: [] for name in _OBJECT_BUILDERS}
     for k in kinds:
         size = _u(rng, domain.object_size)
         dist = _u(rng, domain.object_distance)
@@ -138,15 +158,9 @@ def sample_scene(domain: SceneDomain, seed: int, index: int) -> Scene:
         if away < size + 0.3:
             continue
         kind = domain.object_types[int(k)]
-        if kind == "box":
-            h = size * rng.uniform(0.4, 1.2) / 2
-            boxes.append([x, h, z, size * rng.uniform(0.3, 0.6), h, size * rng.uniform(0.3, 0.6), rng.uniform(0, math.pi)])
-        elif kind == "sphere":
-            r = size / 2
-            spheres.append([x, r + rng.uniform(0, 0.3) * r, z, r])
-        else:
-            cylinders.append([x, z, size * rng.uniform(0.2, 0.45), size * rng.uniform(0.8, 2.5), 0.0])
+        shapes[kind].append(_OBJECT_BUILDERS[kind](rng, x, z, size))
 
+    boxes, spheres, cylinders = shapes["box"], shapes["sphere"], shapes["cylinder"]
     n_surfaces = len(planes) + len(boxes) + len(spheres) + len(cylinders)
     materials = _materials(rng, domain, n_surfaces)
     sun_el = math.radians(_u(rng, domain.sun_elevation_deg))
