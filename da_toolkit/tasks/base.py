@@ -57,7 +57,7 @@ class DepthTask(pl.LightningModule):
         decoder: nn.Module | None = None,
         weights: str | None = None,
         encoder_weights: str | None = None,
-        optim: OptimConfig | None = None,
+        optim: OptimConfig = OptimConfig(),  # noqa: B008 - frozen dataclass, immutable
         val_metrics: nn.Module | None = None,
         eval_multiple: int | None = None,
         log_images_every_n_steps: int = 500,
@@ -74,7 +74,7 @@ class DepthTask(pl.LightningModule):
         )
         self.model = build_depth_model(preset, model_overrides, encoder, decoder, weights, encoder_weights)
         self.model.train()  # presets are built in eval mode
-        self.optim = optim or OptimConfig()
+        self.optim = optim
         self.val_metrics = val_metrics if val_metrics is not None else self.default_metrics()
         self.test_metrics = self.val_metrics.clone() if hasattr(self.val_metrics, "clone") else None
         self.eval_multiple = eval_multiple

@@ -56,7 +56,7 @@ def linear_factor(step: int, total: int, warmup: int = 0, power: float = 1.0) ->
 SCHEDULE_POWERS: dict[str, float | None] = {"linear": 1.0, "poly": None, "constant": 0.0}
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimConfig:
     """Optimiser settings of a task.
 

@@ -1,0 +1,98 @@
+"""LightningCLI wiring: registered names, errors before work, --help, resuming with --ckpt_path last."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from da_toolkit.lightning_cli import preprocess_args, run_lightning_cli
+from da_toolkit.tasks.config_names import UnknownClassPathError, resolve_class_path, resolve_config
+
+
+def _teacher_config(root: Path, steps: int, every: int = 1) -> dict:
+    return {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": steps, "default_root_dir": str(root),
+                    "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+                    "limit_val_batches": 0, "num_sanity_val_steps": 0,
+                    "callbacks": [{"class_path": "ModelCheckpoint", "init_args": {"every_n_train_steps": every}}]},
+        "model": {"class_path": "TeacherTask",
+                  "init_args": {"preset": "tiny", "labeled_loss": {"class_path": "affine_invariant"},
+                                "optim": {"encoder_lr": 1.0e-4}}},
+        "data": {"class_path": "DepthDataModule",
+                 "init_args": {"labeled": [{"class_path": "synthetic",
+                                            "init_args": {"length": 8, "size": [42, 56], "seed": 0}}],
+                               "crop_size": 28, "batch_size": 2}},
+    }
+
+
+def _write(path: Path, cfg: dict) -> str:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(path)
+
+
+def test_registered_names_resolve_to_their_classes() -> None:
+    from da_toolkit.losses import AffineInvariantLoss
+
+    assert resolve_class_path("affine_invariant", "x") == "da_toolkit.losses.affine_invariant.AffineInvariantLoss"
+    assert resolve_class_path("TeacherTask", "x") == "TeacherTask"  # bare names left to jsonargparse
+    cfg = resolve_config({"a": [{"class_path": "cutmix", "init_args": {"p": 0.5}}]})
+    assert cfg["a"][0]["class_path"] == "da_toolkit.perturb.cutmix.CutMix"
+    assert AffineInvariantLoss.__name__ in resolve_class_path("affine_invariant", "x")
+
+
+@pytest.mark.parametrize(("name", "close"), [("afine_invariant", "affine_invariant"),
+                                             ("TeacherTsk", "TeacherTask"),
+                                             ("da_toolkit.tasks.StudntTask", "StudentTask")])
+def test_unknown_names_list_close_matches(name: str, close: str) -> None:
+    with pytest.raises(UnknownClassPathError, match=close) as err:
+        resolve_class_path(name, "model.init_args.labeled_loss.class_path")
+    assert "model.init_args.labeled_loss.class_path" in str(err.value)
+
+
+def test_bad_recipe_fails_before_any_work(tmp_path: Path, capsys) -> None:
+    cfg = _teacher_config(tmp_path / "run", 1)
+    cfg["model"]["init_args"]["labeled_loss"]["class_path"] = "affine_invariantt"
+    with pytest.raises(SystemExit) as exc:
+        run_lightning_cli(["fit", "--config", _write(tmp_path / "c.yaml", cfg)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "affine_invariant" in err and "labeled_loss" in err
+    assert not (tmp_path / "run").exists()
+    cfg = _teacher_config(tmp_path / "run", 1)
+    cfg["model"]["init_args"]["gradient_weight"] = "heavy"  # wrong type: jsonargparse names the key
+    with pytest.raises(SystemExit):
+        run_lightning_cli(["fit", "--config", _write(tmp_path / "c2.yaml", cfg)])
+    assert "gradient_weight" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_class_path_arguments_are_resolved(tmp_path: Path) -> None:
+    out = preprocess_args(["fit", "--model.init_args.labeled_loss.class_path", "affine_invariant"], str(tmp_path))
+    assert out == ["fit", "--model.init_args.labeled_loss.class_path=da_toolkit.losses.affine_invariant.AffineInvariantLoss"]
+
+
+def test_help_documents_task_options(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_lightning_cli(["fit", "--model.help", "StudentTask"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("feature_loss", "cutmix", "perturbation", "teacher_weights", "encoder_lr", "nonfinite",
+                   "preset", "frozen_encoder"):
+        assert option in out, option
+
+
+def test_fit_resumes_from_last_checkpoint(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    cli = run_lightning_cli(["fit", "--config", _write(tmp_path / "a.yaml", _teacher_config(root, 2))])
+    assert cli.trainer.global_step == 2
+    last = root / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 2
+    cli = run_lightning_cli(["fit", "--config", _write(tmp_path / "b.yaml", _teacher_config(root, 3)),
+                             "--ckpt_path", "last"])
+    assert cli.trainer.global_step == 3
+    assert cli.trainer.ckpt_path is not None and Path(cli.trainer.ckpt_path).name.startswith("last")
+    assert torch.load(last, weights_only=False)["global_step"] == 3
