@@ -1,0 +1,107 @@
+"""`da-toolkit pseudo-label`: correct labels, resume after an interruption, teacher mismatch, DDP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from da_toolkit.commands.pseudo_label import run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _weights(path: Path, seed: int = 0) -> str:
+    from da_toolkit.models.presets import load_model
+    from da_toolkit.models.weights import save_weights
+
+    torch.manual_seed(seed)
+    save_weights(load_model("tiny"), path)
+    return str(path)
+
+
+def _config(tmp_path: Path, store: Path, weights: str, n: int = 6, batch: int = 2) -> str:
+    cfg = {"store": str(store), "dtype": "float32",
+           "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
+           "model": {"preset": "tiny", "weights": weights},
+           "data": {"sources": [{"class_path": "synthetic",
+                                 "init_args": {"length": n, "size": [30, 45], "seed": 7, "labeled": False}}],
+                    "input_size": 28, "batch_size": batch}}
+    path = tmp_path / "pl.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def _store_items(store: Path) -> dict[str, np.ndarray]:
+    from da_toolkit.data.sources.pseudo import PseudoLabelSource
+
+    src = PseudoLabelSource(store)
+    return {src[i]["meta"]["id"]: src[i]["depth"] for i in range(len(src))}
+
+
+def test_labels_equal_official_inference_of_the_teacher(tmp_path: Path) -> None:
+    from da_toolkit.data.sources import BUILTIN_DATASOURCES
+    from da_toolkit.models.presets import load_model
+
+    weights = _weights(tmp_path / "t.safetensors")
+    store = tmp_path / "store"
+    assert run(["--config", _config(tmp_path, store, weights)])["written"] == 6
+    items = _store_items(store)
+    assert len(items) == 6
+    teacher = load_model("tiny", weights=weights)
+    source = BUILTIN_DATASOURCES["synthetic"](length=6, size=(30, 45), seed=7, labeled=False)
+    for i in range(6):
+        sample = source[i]
+        expected = teacher.infer_image(sample["image"], input_size=28)
+        got = items[sample["meta"]["id"]]
+        assert got.shape == (30, 45)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * float(np.abs(expected).max()))
+
+
+def test_interrupted_job_resumes_and_labels_each_item_once(tmp_path: Path) -> None:
+    from da_toolkit.data.pseudo_store import read_manifest
+
+    weights = _weights(tmp_path / "t.safetensors")
+    store = tmp_path / "store"
+    cfg = _config(tmp_path, store, weights)
+    first = run(["--config", cfg, "--trainer.limit_predict_batches", "1"])  # "killed" after one batch
+    assert first["written"] == 2
+    assert run(["--config", cfg])["written"] == 4
+    assert run(["--config", cfg])["written"] == 0
+    ids = [e["id"] for shard in store.iterdir() if shard.is_dir() for e in read_manifest(shard)]
+    assert len(ids) == 6 and len(set(ids)) == 6
+
+
+def test_another_teacher_cannot_write_into_the_store(tmp_path: Path) -> None:
+    from da_toolkit.data.pseudo_store import StoreMismatchError
+
+    store = tmp_path / "store"
+    run(["--config", _config(tmp_path, store, _weights(tmp_path / "a.safetensors", 0), n=2)])
+    with pytest.raises(StoreMismatchError, match="teacher_hash"):
+        run(["--config", _config(tmp_path, store, _weights(tmp_path / "b.safetensors", 1), n=2)])
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
+    weights = _weights(tmp_path / "t.safetensors")
+    one, two = tmp_path / "one", tmp_path / "two"
+    run(["--config", _config(tmp_path, one, weights, n=7, batch=1)])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "da_toolkit.cli", "pseudo-label", "--config", _config(tmp_path, two, weights, n=7, batch=1),
+         "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shards = sorted(p.name for p in two.iterdir() if p.is_dir())
+    assert shards == ["rank000", "rank001"]
+    a, b = _store_items(one), _store_items(two)
+    assert sorted(a) == sorted(b) and len(b) == 7
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6)
