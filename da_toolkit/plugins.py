@@ -237,6 +237,9 @@ def build_plugin_manager(
     dists: dict[str, str | None] = {}
 
     def register(name: str, plugin: object, dist: str | None) -> None:
+        if plugin is None:
+            failures.append(PluginFailure(name, dist, "not registered: the entry point loaded None"))
+            return
         try:
             pm.register(plugin, name=name)
         except Exception as exc:  # noqa: BLE001 - pluggy validation errors, duplicate objects

@@ -633,3 +633,16 @@ def test_toolkit_keeps_working_with_broken_plugins(monkeypatch: pytest.MonkeyPat
     from da_toolkit.tasks.config_names import resolve_class_path
 
     assert resolve_class_path("healthy_enc", "model.encoder") == f"{__name__}.TinyEncoder"
+
+
+def test_entry_point_loading_none_is_reported_not_listed_as_blocked() -> None:
+    reg = build_registry(entry_points=[FakeEntryPoint("empty", None)])
+    assert [(f.plugin, f.error) for f in reg.failures] == [("empty", "not registered: the entry point loaded None")]
+    assert reg.blocked == [] and "empty" not in reg.plugins
+
+
+def test_find_class_returns_the_registration() -> None:
+    reg = build_registry(entry_points=[FakeEntryPoint("p", make_plugin(losses={"found_loss": TinyLoss}))])
+    comp = reg.find_class(TinyLoss)
+    assert comp is not None and (comp.kind, comp.name, comp.plugin) == ("losses", "found_loss", "p")
+    assert reg.find_class(OtherEncoder) is None
