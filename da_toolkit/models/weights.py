@@ -135,16 +135,78 @@ def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
         raise WeightsError(f"{path}: unreadable safetensors file (truncated or corrupt?): {exc}") from exc
 
 
-def _read_torch(path: Path) -> Any:
+#: Data-only classes that Lightning/our tasks put next to the weights (hyper-parameters). They are
+#: never imported or constructed: each becomes an inert placeholder (AttributeDict: a plain dict)
+#: while loading. Our own dataclasses/enums (task configs) are accepted the same way.
+_INERT_DATA_CLASSES = frozenset({
+    "pathlib.Path", "pathlib.PosixPath", "pathlib.WindowsPath", "pathlib.PurePath",
+    "pathlib.PurePosixPath", "pathlib.PureWindowsPath", "argparse.Namespace",
+    "jsonargparse._namespace.Namespace", "jsonargparse.Namespace",
+    "lightning.fabric.utilities.data.AttributeDict", "lightning_fabric.utilities.data.AttributeDict",
+    "pytorch_lightning.utilities.parsing.AttributeDict",
+})
+
+
+class _Inert:
+    """Stands in for a hyper-parameter object of a checkpoint; holds nothing, runs nothing."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+
+
+def _is_our_data_class(name: str) -> bool:
+    """True for dataclasses / enums of da_toolkit itself (task configs saved as hyper-parameters)."""
+    import dataclasses
+    import enum
+    import importlib
+
+    if not name.startswith("da_toolkit."):
+        return False
+    module, _, attr = name.rpartition(".")
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(obj, type) and (dataclasses.is_dataclass(obj) or issubclass(obj, enum.Enum))
+
+
+def _inert_globals(path: Path) -> list[tuple[type, str]]:
+    """Placeholders for the known data-only globals of a zip checkpoint; refuse any other global."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return []
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # noqa: BLE001 - corrupt archives are reported by torch.load below
+        return []
+    refused = [n for n in names if n not in _INERT_DATA_CLASSES and not _is_our_data_class(n)]
+    if refused:
+        raise UnsafeCheckpointError(
+            f"{path}: refused to unpickle: the file references {', '.join(sorted(refused))}, which "
+            f"could run code. Only safetensors or weights-only checkpoints are loaded."
+        )
+    # dict subclasses (AttributeDict) are filled item by item: a plain dict receives them
+    return [(dict if n.endswith("AttributeDict") else _Inert, n) for n in names]
+
+
+def _read_torch(path: Path) -> Any:
+    inert = _inert_globals(path)
+    try:
+        with torch.serialization.safe_globals(inert):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "Weights only load failed" in text or "Unsupported" in text or "global" in text.lower():
+            detail = next((ln.strip() for ln in text.splitlines() if "Unsupported" in ln), "")
             raise UnsafeCheckpointError(
                 f"{path}: refused to unpickle: the file needs objects other than tensors and plain "
                 f"containers (it could run code). Only safetensors or weights-only checkpoints are "
-                f"loaded. Details: {text.splitlines()[0] if text else exc!r}"
+                f"loaded. {detail}"
             ) from None
         raise WeightsError(f"{path}: corrupt checkpoint: {text}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:

@@ -170,6 +170,31 @@ def test_mismatch_lists_missing_unexpected_and_shapes(tmp_path: Path) -> None:
     assert not err.missing and not err.unexpected
 
 
+def test_real_lightning_checkpoint_with_hyper_parameters(tmp_path: Path) -> None:
+    """Hyper-parameter objects (our dataclasses, paths, AttributeDict) become inert, weights load."""
+    from lightning.fabric.utilities.data import AttributeDict
+
+    from da_toolkit.models.config import ModelConfig
+
+    src = _source()
+    hp = AttributeDict(lr=5e-6, config=ModelConfig("dinov2", "dpt"), root=Path("/data/nyu"))
+    path = tmp_path / "epoch=0.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in src.state_dict().items()},
+                "hyper_parameters": hp, "pytorch-lightning_version": "2.6.0"}, path)
+    _same(load_model("tiny", weights=path, **TINY4), src)
+
+
+def test_functions_of_our_own_package_are_refused(tmp_path: Path) -> None:
+    class CallsOurs:
+        def __reduce__(self):
+            return (save_weights, (None, "x"))
+
+    path = tmp_path / "calls.pth"
+    torch.save({"pretrained.cls_token": torch.zeros(1), "x": CallsOurs()}, path)
+    with pytest.raises(UnsafeCheckpointError, match="da_toolkit.models.weights.save_weights"):
+        read_weights(path)
+
+
 class _Exploit:
     def __init__(self, marker: str) -> None:
         self.marker = marker
