@@ -31,9 +31,13 @@ def test_hooks_register_components_without_failures() -> None:
     assert [f for f in reg.failures if f.plugin == "dermoscopy"] == []
     assert reg.get("datasources", "dermoscopy_images") is da_toolkit_dermoscopy.DermoscopyImages
     assert reg.get("perturbations", "hair_artefacts") is da_toolkit_dermoscopy.HairArtefacts
+    assert reg.get("perturbations", "illumination_shift") is da_toolkit_dermoscopy.IlluminationShift
     assert reg.kind("perturbations")["hair_artefacts"].plugin == "dermoscopy"
 
 
 def test_hook_functions_return_fresh_mappings() -> None:
     assert plugin.da_toolkit_datasources() == {"dermoscopy_images": da_toolkit_dermoscopy.DermoscopyImages}
-    assert plugin.da_toolkit_perturbations() == {"hair_artefacts": da_toolkit_dermoscopy.HairArtefacts}
+    assert plugin.da_toolkit_perturbations() == {
+        "hair_artefacts": da_toolkit_dermoscopy.HairArtefacts,
+        "illumination_shift": da_toolkit_dermoscopy.IlluminationShift,
+    }

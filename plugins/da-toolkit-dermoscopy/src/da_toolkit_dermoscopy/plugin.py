@@ -8,6 +8,7 @@ from __future__ import annotations
 from da_toolkit import hookimpl
 
 from da_toolkit_dermoscopy.hair import HairArtefacts
+from da_toolkit_dermoscopy.illumination import IlluminationShift
 from da_toolkit_dermoscopy.source import DermoscopyImages
 
 
@@ -19,5 +20,6 @@ def da_toolkit_datasources() -> dict[str, type]:
 
 @hookimpl
 def da_toolkit_perturbations() -> dict[str, type]:
-    """Perturbations: ``hair_artefacts`` (dark curved strands, replayable)."""
-    return {"hair_artefacts": HairArtefacts}
+    """Perturbations: ``hair_artefacts`` (dark curved strands) and ``illumination_shift``
+    (colour cast, exposure, vignetting); both replayable."""
+    return {"hair_artefacts": HairArtefacts, "illumination_shift": IlluminationShift}
