@@ -157,7 +157,6 @@ class _Inert:
         pass
 
 
-
 def _is_our_data_class(name: str) -> bool:
     """True for dataclasses / enums of da_toolkit itself (task configs saved as hyper-parameters)."""
     import dataclasses
@@ -201,7 +200,7 @@ def _read_torch(path: Path) -> Any:
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "Weights only load failed" in text or "Unsupported" in text or "global" in text.lower():
+        if "Unsupported" in text or "allowed global" in text or "not an allowed" in text:
             detail = next((ln.strip() for ln in text.splitlines() if "Unsupported" in ln), "")
             raise UnsafeCheckpointError(
                 f"{path}: refused to unpickle: the file needs objects other than tensors and plain "
@@ -210,7 +209,9 @@ def _read_torch(path: Path) -> Any:
             ) from None
         raise WeightsError(f"{path}: corrupt checkpoint: {text}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: unreadable checkpoint (truncated or corrupt?): {exc}") from None
+        raise WeightsError(
+            f"{path}: unreadable checkpoint (truncated or corrupt?): {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _as_state_dict(obj: Any, path: Path) -> tuple[StateDict, bool]:

@@ -80,10 +80,12 @@ def perturb() -> Callable[..., None]:
     return perturb_
 
 
-def calibrate_relu_head_(model: torch.nn.Module, x: torch.Tensor, positive: float = 0.9) -> None:
-    """Shift the last conv bias so that about ``positive`` of the pre-ReLU outputs on ``x`` are > 0.
+def calibrate_head_(model: torch.nn.Module, x: torch.Tensor, positive: float = 0.9) -> None:
+    """Adjust the last conv so the head's output varies strongly on ``x`` after :func:`perturb_`.
 
-    Keeps a relative (ReLU) head from zeroing most of the image after :func:`perturb_`.
+    Relative (ReLU) head: shift the bias so about ``positive`` of the pre-ReLU outputs are > 0.
+    Metric (Sigmoid) head: centre the logits on 0 with a standard deviation of 1.5, so the sigmoid
+    is not saturated.
     """
     last = model.decoder.scratch.output_conv2[2]
     captured: list[torch.Tensor] = []
@@ -91,10 +93,15 @@ def calibrate_relu_head_(model: torch.nn.Module, x: torch.Tensor, positive: floa
     with torch.no_grad():
         model(x)
         handle.remove()
-        q = torch.quantile(captured[0].flatten().float(), 1 - positive)
-        last.bias -= q
+        z = captured[0].flatten().float()
+        if model.output_kind == "disparity":
+            last.bias -= torch.quantile(z, 1 - positive)
+        else:
+            gain = 1.5 / z.std()
+            last.weight.mul_(gain)
+            last.bias.mul_(gain).sub_(z.median() * gain)
 
 
 @pytest.fixture
 def calibrate() -> Callable[..., None]:
-    return calibrate_relu_head_
+    return calibrate_head_

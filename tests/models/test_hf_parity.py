@@ -57,8 +57,7 @@ def _write_random(
     torch.manual_seed(seed)
     src = load_model(preset)
     perturb(src, seed=seed, scale=1.0)
-    if src.output_kind == "disparity":
-        calibrate(src, torch.randn(1, 3, 140, 140, generator=torch.Generator().manual_seed(seed)))
+    calibrate(src, torch.randn(1, 3, 140, 140, generator=torch.Generator().manual_seed(seed)))
     folder = tmp_path / "hf"
     save_hf_folder(src, folder)
     from safetensors.torch import load_file
