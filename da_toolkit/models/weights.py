@@ -275,6 +275,24 @@ def _convert(sd: StateDict, path: Path) -> tuple[_Format, StateDict]:
     )
 
 
+def _read_sharded(index: Path) -> StateDict:
+    """Shards listed by a ``model.safetensors.index.json`` (``weight_map``: key -> file)."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise WeightsError(f"{index}: invalid shard index (expected a 'weight_map'): {exc}") from None
+    out: StateDict = {}
+    for shard in sorted(set(weight_map.values())):
+        shard_path = index.parent / shard
+        if not shard_path.is_file():
+            raise WeightsError(f"{index}: shard {shard} is missing")
+        out.update(_read_safetensors(shard_path)[0])
+    missing = sorted(set(weight_map) - set(out))
+    if missing:
+        raise WeightsError(f"{index}: keys listed but absent from their shards: {', '.join(missing[:10])}")
+    return out
+
+
 def _read_hf_folder(path: Path) -> LoadedWeights:
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
@@ -288,14 +306,19 @@ def _read_hf_folder(path: Path) -> LoadedWeights:
     except ValueError as exc:
         raise WeightsError(str(exc)) from None
     st, pt = path / "model.safetensors", path / "pytorch_model.bin"
+    index = path / "model.safetensors.index.json"
     if st.is_file():
         raw, meta = _read_safetensors(st)
         source = st
+    elif index.is_file():
+        raw, meta, source = _read_sharded(index), {}, index
     elif pt.is_file():
         raw, _ = _as_state_dict(_read_torch(pt), pt)
         meta, source = {}, pt
     else:
-        raise WeightsError(f"{path}: no model.safetensors or pytorch_model.bin next to config.json")
+        raise WeightsError(
+            f"{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin next to config.json"
+        )
     try:
         sd = hf_to_ours(raw)
     except KeyError as exc:

@@ -74,6 +74,24 @@ def test_hf_folder_round_trip_and_config(tmp_path: Path) -> None:
     _same(model, src)
 
 
+def test_hf_sharded_folder(tmp_path: Path) -> None:
+    src = _source()
+    save_hf_folder(src, tmp_path / "hf")
+    full = load_file(tmp_path / "hf" / "model.safetensors")
+    (tmp_path / "hf" / "model.safetensors").unlink()
+    keys = sorted(full)
+    halves = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2],
+              "model-00002-of-00002.safetensors": keys[len(keys) // 2:]}
+    for shard, names in halves.items():
+        save_file({k: full[k] for k in names}, tmp_path / "hf" / shard)
+    index = {"metadata": {}, "weight_map": {k: shard for shard, names in halves.items() for k in names}}
+    (tmp_path / "hf" / "model.safetensors.index.json").write_text(json.dumps(index))
+    _same(load_model("tiny", weights=tmp_path / "hf", **TINY4), src)
+    (tmp_path / "hf" / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(WeightsError, match="shard model-00002-of-00002.safetensors is missing"):
+        read_weights(tmp_path / "hf")
+
+
 def test_hf_v5_key_names_are_read(tmp_path: Path) -> None:
     """transformers>=5 in-memory names (q_proj/k_proj/v_proj/o_proj) load as well."""
     src = _source()
