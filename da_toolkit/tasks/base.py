@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from da_toolkit.tasks.model_spec import build_depth_model
+from da_toolkit.tasks.model_spec import build_depth_model, freeze_unused_parameters
 from da_toolkit.tasks.optim import OptimConfig, build_optimizer, param_groups
 from da_toolkit.tasks.viz import prediction_panel
 
@@ -78,6 +78,8 @@ class DepthTask(pl.LightningModule):
         self.val_metrics = val_metrics if val_metrics is not None else self.default_metrics()
         self.test_metrics = self.val_metrics.clone() if hasattr(self.val_metrics, "clone") else None
         self.eval_multiple = eval_multiple
+        #: parameters no forward pass uses (frozen so that plain DDP works), e.g. DINOv2's mask_token
+        self.unused_parameters = freeze_unused_parameters(self.model, 2 * self._multiple())
         self.log_images_every_n_steps = log_images_every_n_steps
         self.num_log_images = num_log_images
         self.nonfinite = nonfinite

@@ -35,7 +35,9 @@ def test_param_groups_in_the_configured_optimizer() -> None:
     by_name = {g["name"]: g for g in opt.param_groups}
     assert by_name["encoder"]["lr"] == pytest.approx(2e-6)
     assert by_name["decoder"]["lr"] == pytest.approx(2e-5)
-    enc_ids = {id(p) for p in task.model.encoder.parameters()}
+    enc_ids = {id(p) for p in task.model.encoder.parameters() if p.requires_grad}
+    assert task.unused_parameters == [n for n, p in task.model.named_parameters() if not p.requires_grad]
+    assert "encoder.mask_token" in task.unused_parameters
     assert {id(p) for p in by_name["encoder"]["params"]} == enc_ids
     n_all = sum(1 for p in task.parameters() if p.requires_grad)
     assert len(by_name["encoder"]["params"]) + len(by_name["decoder"]["params"]) == n_all
