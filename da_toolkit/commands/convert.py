@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PRESETS),
         metavar="NAME",
         help="architecture of the input; required for official .pth files, which do not record it "
+        "(Hugging Face folders, da-toolkit files and task checkpoints with a preset do) "
         f"(one of: {', '.join(sorted(PRESETS))})",
     )
     return parser

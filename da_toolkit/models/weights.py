@@ -339,10 +339,14 @@ def read_weights(path: str | os.PathLike[str]) -> LoadedWeights:
         raise FileNotFoundError(f"weights not found: {p}")
     if p.is_dir():
         return _read_hf_folder(p)
+    hparams: Mapping[str, Any] = {}
     if _is_safetensors(p):
         raw, meta = _read_safetensors(p)
     else:
-        raw, _ = _as_state_dict(_read_torch(p), p)
+        obj = _read_torch(p)
+        if isinstance(obj, Mapping) and isinstance(obj.get("hyper_parameters"), Mapping):
+            hparams = obj["hyper_parameters"]
+        raw, _ = _as_state_dict(obj, p)
         meta = {}
     fmt, sd = _convert(raw, p)
     config = None
@@ -351,10 +355,25 @@ def read_weights(path: str | os.PathLike[str]) -> LoadedWeights:
             config = ModelConfig.from_json(meta["config"])
         except (ValueError, json.JSONDecodeError) as exc:
             raise WeightsError(f"{p}: invalid 'config' metadata: {exc}") from None
+    preset = meta.get("preset") or None
+    if fmt.name == "lightning" and config is None:
+        preset, config = _config_from_task_hparams(hparams)
     return LoadedWeights(
-        sd, fmt.name, str(p), config=config, preset=meta.get("preset") or None,
-        backbone_only=fmt.backbone_only, metadata=meta,
+        sd, fmt.name, str(p), config=config, preset=preset, backbone_only=fmt.backbone_only, metadata=meta,
     )
+
+
+def _config_from_task_hparams(hparams: Mapping[str, Any]) -> tuple[str | None, ModelConfig | None]:
+    """Preset + overrides recorded by our tasks' hyper-parameters (``preset``, ``model_overrides``)."""
+    from da_toolkit.models.presets import PRESETS
+
+    preset, overrides = hparams.get("preset"), hparams.get("model_overrides") or {}
+    if not isinstance(preset, str) or preset not in PRESETS or not isinstance(overrides, Mapping):
+        return None, None
+    try:
+        return preset, PRESETS[preset].config.with_overrides(**dict(overrides))
+    except TypeError:
+        return None, None
 
 
 # --- loading into modules ---------------------------------------------------------------------
@@ -407,7 +426,8 @@ def model_from_weights(path: str | os.PathLike[str], preset: str | None = None) 
     """Build the model a checkpoint describes and load it.
 
     The architecture comes from ``preset`` when given, else from the checkpoint (our metadata,
-    HF ``config.json``); official ``.pth`` files do not record it, so they need ``preset``.
+    HF ``config.json``, the ``preset``/``model_overrides`` hyper-parameters of our Lightning
+    tasks); official ``.pth`` files do not record it, so they need ``preset``.
     """
     loaded = read_weights(path)
     if preset is not None:

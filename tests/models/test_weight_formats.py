@@ -200,6 +200,15 @@ def test_real_lightning_checkpoint_with_hyper_parameters(tmp_path: Path) -> None
     torch.save({"state_dict": {f"model.{k}": v for k, v in src.state_dict().items()},
                 "hyper_parameters": hp, "pytorch-lightning_version": "2.6.0"}, path)
     _same(load_model("tiny", weights=path, **TINY4), src)
+    # no preset recorded in the hyper-parameters: the architecture must be named
+    with pytest.raises(WeightsError, match="name a preset"):
+        model_from_weights(path)
+    hp2 = AttributeDict(preset="tiny", model_overrides=TINY4, optim=ModelConfig("dinov2", "dpt"))
+    path2 = tmp_path / "task.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in src.state_dict().items()}, "hyper_parameters": hp2}, path2)
+    model, loaded = model_from_weights(path2)  # the task's preset + overrides rebuild it
+    assert loaded.preset == "tiny"
+    _same(model, src)
 
 
 def test_functions_of_our_own_package_are_refused(tmp_path: Path) -> None:
