@@ -56,6 +56,13 @@ def run(argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    result = run(argv)
+    from da_toolkit.data.pseudo_store import StoreMismatchError
+    from da_toolkit.tasks.config_names import UnknownClassPathError
+
+    try:
+        result = run(argv)
+    except (UnknownClassPathError, StoreMismatchError, FileNotFoundError) as exc:
+        print(f"da-toolkit pseudo-label: error: {exc}", file=sys.stderr)
+        return 2
     print(f"pseudo-label: wrote {result['written']} item(s) to {result['store']}", file=sys.stderr)
     return 0

@@ -105,3 +105,23 @@ def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
     assert sorted(a) == sorted(b) and len(b) == 7
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_help_and_bad_names_before_work(tmp_path: Path, capsys) -> None:
+    from da_toolkit.commands.pseudo_label import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--store", "--dtype", "--model.weights", "--model.preset", "--data.sources", "--data.input_size",
+                   "--trainer.devices"):
+        assert option in out, option
+    store = tmp_path / "store"
+    cfg = yaml.safe_load(Path(_config(tmp_path, store, "unused.safetensors")).read_text())
+    cfg["data"]["sources"][0]["class_path"] = "synthetik"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    assert main(["--config", str(bad)]) == 2
+    assert "did you mean synthetic" in capsys.readouterr().err
+    assert not store.exists()
