@@ -111,3 +111,19 @@ def test_decoder_checks_encoder_channels() -> None:
         DepthModel(build_tiny_model().encoder, dec)
     with pytest.raises(RuntimeError, match="no layers yet"):
         DPTDecoder()(EncoderOutput([torch.zeros(1, 4, 2, 2)] * 4, None), (28, 28))
+
+
+def test_convnext_local_weights_and_unknown_variant(tmp_path) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    full = timm.create_model("convnext_atto", pretrained=False)  # a classifier checkpoint
+    with torch.no_grad():
+        full.stem[0].weight.add_(1.0)
+    path = tmp_path / "convnext_atto.safetensors"
+    save_file({k: v.contiguous() for k, v in full.state_dict().items()}, path)
+    enc = ConvNeXtEncoder("atto", weights=str(path))
+    assert torch.equal(enc.body.stem_0.weight, full.stem[0].weight)
+    assert enc.init_args["weights"] is None  # saved models carry weights in their state dict
+    with pytest.raises(ValueError, match="convnext_hyper"):
+        ConvNeXtEncoder("hyper")
