@@ -99,3 +99,21 @@ def test_validation_logs_depth_metrics(tmp_path) -> None:
     logged = trainer.callback_metrics
     assert {"val/abs_rel", "val/delta1", "train/ssi"} <= set(logged)
     assert 0.0 <= float(logged["val/delta1"]) <= 1.0
+
+
+def test_prediction_images_are_logged_to_tensorboard(tmp_path) -> None:
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    task = TeacherTask(preset="tiny", log_images_every_n_steps=2, num_log_images=2)
+    logger = TensorBoardLogger(str(tmp_path), name="tb", version=0)
+    tiny_trainer(tmp_path, 3, logger=logger, log_every_n_steps=1).fit(task, ListData([{"labeled": make_labeled()}] * 3))
+    acc = EventAccumulator(str(tmp_path / "tb" / "version_0"), size_guidance={"images": 0})
+    acc.Reload()
+    tags = acc.Tags()["images"]
+    assert sorted(tags) == ["train/prediction_0", "train/prediction_1"]
+    events = acc.Images("train/prediction_0")
+    assert [e.step for e in events] == [0, 2]  # every 2 steps
+    # panel = input | prediction | target side by side
+    assert (events[0].width, events[0].height) == (3 * 42, 28)
+    assert "train/ssi" in acc.Tags()["scalars"]
