@@ -125,3 +125,38 @@ def test_help_and_bad_names_before_work(tmp_path: Path, capsys) -> None:
     assert main(["--config", str(bad)]) == 2
     assert "did you mean synthetic" in capsys.readouterr().err
     assert not store.exists()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_job_then_rerun_labels_every_item_once(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from da_toolkit.data.pseudo_store import read_manifest
+
+    weights = _weights(tmp_path / "t.safetensors")
+    ref_store, store = tmp_path / "ref", tmp_path / "store"
+    run(["--config", _config(tmp_path, ref_store, weights, n=40, batch=1)])
+    cfg = _config(tmp_path, store, weights, n=40, batch=1)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "da_toolkit.cli", "pseudo-label", "--config", cfg]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = store / "rank000" / "manifest.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.exists() and manifest.read_bytes().count(b"\n") >= 5:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the job ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(read_manifest(store / "rank000"))
+    assert 5 <= done_before < 40
+    rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    ids = [e["id"] for e in read_manifest(store / "rank000")]
+    assert len(ids) == len(set(ids)) == 40
+    a, b = _store_items(ref_store), _store_items(store)
+    assert sorted(a) == sorted(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
