@@ -164,7 +164,8 @@ class ArrayDataset(Dataset):
 class VideoFrameDataset(IterableDataset):
     """Frames of video files, decoded sequentially with ffmpeg (``imageio-ffmpeg``).
 
-    Each DataLoader worker takes whole videos, so frames of one video stay in order. Frames for
+    Each DataLoader worker (and each distributed rank) takes whole videos, so frames of one video
+    stay in order. Frames for
     which ``done(meta)`` is true are skipped (resume); ``frame_stride`` keeps every n-th frame,
     ``max_frames`` stops early. Frame metas carry ``video`` (id), ``frame`` (index), ``fps``.
     """
@@ -190,8 +191,11 @@ class VideoFrameDataset(IterableDataset):
     def __iter__(self) -> Iterator[Sample]:
         from da_toolkit.inference.video import iter_video_frames
 
+        files = self.files
+        if torch.distributed.is_available() and torch.distributed.is_initialized():  # one rank per video
+            files = files[torch.distributed.get_rank() :: torch.distributed.get_world_size()]
         info = get_worker_info()
-        files = self.files if info is None else self.files[info.id :: info.num_workers]
+        files = files if info is None else files[info.id :: info.num_workers]
         for f in files:
             base = {"id": f.id, "source": str(f.path), "video": f.id}
             try:

@@ -49,6 +49,7 @@ def test_infer_recipe_end_to_end_and_resume(tmp_path, monkeypatch, rng):
         # batched, bucketed Lightning prediction == the model's own single-image inference
         np.testing.assert_allclose(depth, ref_model.infer_image(im, input_size=28), rtol=1e-5, atol=1e-5)
     assert not list(out.rglob("broken*"))
+    assert (out / "config.yaml").is_file() and not (tmp_path / "config.yaml").exists()  # run record kept with outputs
     assert not list(out.rglob("*.tmp*"))
 
     # re-run: finished outputs are skipped (untouched), a deleted one is redone
@@ -70,4 +71,6 @@ def test_predict_glob_and_ply_writer(tmp_path, monkeypatch, rng):
     ]
     assert main(args) == 0
     assert sorted(p.name for p in (tmp_path / "clouds").iterdir()) == ["b.ply", "c.ply"]
+    header = (tmp_path / "clouds" / "b.ply").read_bytes().split(b"end_header")[0].decode()
+    assert "element vertex" in header and "property uchar red" in header  # coloured by the input image
     assert (tmp_path / "predictions" / "b.npy").exists()  # glob root photos/sub/ -> ids b, c
