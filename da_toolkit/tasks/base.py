@@ -7,6 +7,7 @@ only implement :meth:`DepthTask.compute_loss`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import Any, Literal
@@ -75,6 +76,8 @@ class DepthTask(pl.LightningModule):
         self.model = build_depth_model(preset, model_overrides, encoder, decoder, weights, encoder_weights)
         self.model.train()  # presets are built in eval mode
         self.optim = optim
+        if dataclasses.is_dataclass(optim):  # plain types only, so checkpoints load with weights_only=True
+            self.hparams["optim"] = dataclasses.asdict(optim)
         self.val_metrics = val_metrics if val_metrics is not None else self.default_metrics()
         self.test_metrics = self.val_metrics.clone() if hasattr(self.val_metrics, "clone") else None
         self.eval_multiple = eval_multiple

@@ -117,3 +117,17 @@ def test_prediction_images_are_logged_to_tensorboard(tmp_path) -> None:
     # panel = input | prediction | target side by side
     assert (events[0].width, events[0].height) == (3 * 42, 28)
     assert "train/ssi" in acc.Tags()["scalars"]
+
+
+def test_checkpoints_of_python_built_tasks_load_with_weights_only(tmp_path) -> None:
+    from da_toolkit.models.presets import load_model
+
+    task = TeacherTask(preset="tiny", optim=OptimConfig(encoder_lr=1e-4))
+    trainer = tiny_trainer(tmp_path, 1)
+    trainer.fit(task, ListData([{"labeled": make_labeled()}]))
+    trainer.save_checkpoint(tmp_path / "t.ckpt")
+    ckpt = torch.load(tmp_path / "t.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["optim"]["encoder_lr"] == pytest.approx(1e-4)
+    model = load_model("tiny", weights=str(tmp_path / "t.ckpt"))
+    for k, v in task.model.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k])
