@@ -56,9 +56,10 @@ def test_predictor_reports_bad_files(tiny_model, rng, tmp_path):
 def test_predictor_bf16_close_to_fp32(tiny_model, rng):
     images = _images(rng, [(30, 40)])
     ref = Predictor(tiny_model, input_size=28, progress=False).predict(images)[0]
-    for precision in ("bf16-mixed", "bf16-true"):
+    for precision in ("bf16-mixed", "bf16-true", "16-mixed"):
         out = Predictor(tiny_model, precision=precision, input_size=28, progress=False).predict(images)[0]
         assert np.abs(out - ref).mean() <= 0.02 * np.abs(ref).mean()
+        assert out.dtype == np.float32
 
 
 def test_predictor_rejects_bad_arguments(tiny_model):
@@ -66,3 +67,10 @@ def test_predictor_rejects_bad_arguments(tiny_model):
         Predictor(tiny_model, precision="8")
     with pytest.raises(ValueError, match="backend"):
         Predictor(tiny_model, backend="tensorrt")
+
+
+def test_predictor_does_not_cast_callers_model(tiny_model, rng):
+    import torch
+
+    Predictor(tiny_model, precision="bf16-true", input_size=28, progress=False).predict(_images(rng, [(20, 20)]))
+    assert next(tiny_model.parameters()).dtype == torch.float32
