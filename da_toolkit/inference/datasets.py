@@ -8,6 +8,7 @@ list (sizes may differ) and the runner stacks equal sizes. ``meta["size"]`` is t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from da_toolkit.models.preprocess import prepare_image, target_size
 
 Sample = dict[str, Any]
 DoneFilter = Callable[[dict[str, Any]], bool]
+ImageLike = np.ndarray | str | os.PathLike
 
 
 def make_sample(rgb: np.ndarray, meta: dict[str, Any], input_size: int, keep_image: bool) -> Sample:
@@ -142,23 +144,36 @@ class ImageFileDataset(Dataset):
             return error_sample(meta, exc)
 
 
-class ArrayDataset(Dataset):
-    """In-memory RGB uint8 ``(H,W,3)`` arrays -> samples (ids ``"000000"``, ...)."""
+class ImageListDataset(Dataset):
+    """A list of RGB uint8 ``(H,W,3)`` arrays and/or image paths -> samples (decoded in workers)."""
 
-    def __init__(self, images: Sequence[np.ndarray], input_size: int = 518, keep_images: bool = False) -> None:
+    def __init__(self, images: Sequence[ImageLike], input_size: int = 518) -> None:
         self.images = list(images)
         self.input_size = input_size
-        self.keep_images = keep_images
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def bucket_keys(self) -> list[Hashable]:
-        return [target_size(*np.shape(im)[:2], self.input_size) for im in self.images]
+    def bucket_keys(self) -> list[Any]:
+        keys: list[Any] = []
+        for im in self.images:
+            if isinstance(im, np.ndarray):
+                keys.append(target_size(*im.shape[:2], self.input_size) if im.ndim == 3 else None)
+            else:
+                size = header_size(Path(im))
+                keys.append(None if size is None else target_size(*size, self.input_size))
+        return keys
 
     def __getitem__(self, i: int) -> Sample:
-        meta = {"id": f"{i:06d}", "source": f"<array {i}>", "frame": None}
-        return make_sample(self.images[i], meta, self.input_size, self.keep_images)
+        im = self.images[i]
+        is_array = isinstance(im, np.ndarray)
+        meta = {"id": f"{i:06d}", "source": f"<array {i}>" if is_array else str(im), "frame": None, "index": i}
+        try:
+            if not is_array:
+                im = _read_rgb(Path(im))
+            return make_sample(im, meta, self.input_size, keep_image=False)
+        except Exception as exc:  # noqa: BLE001 - reported per item by predict_items
+            return error_sample(meta, exc)
 
 
 class VideoFrameDataset(IterableDataset):

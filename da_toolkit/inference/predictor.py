@@ -5,54 +5,16 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from da_toolkit.inference.datasets import Sample, bucket_sampler, collate_inference, error_sample, header_size, make_sample
+from da_toolkit.inference.datasets import ImageLike, ImageListDataset, bucket_sampler, collate_inference
 from da_toolkit.inference.items import PredictionItem
 from da_toolkit.inference.runner import PRECISIONS, ModelFn, check_precision, precision_context, run_batch
-from da_toolkit.models.preprocess import target_size
-
-ImageLike = np.ndarray | str | os.PathLike
-
-
-class ImageListDataset(Dataset):
-    """A list of RGB uint8 ``(H,W,3)`` arrays and/or image paths -> samples (decoded in workers)."""
-
-    def __init__(self, images: Sequence[ImageLike], input_size: int = 518) -> None:
-        self.images = list(images)
-        self.input_size = input_size
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def bucket_keys(self) -> list[Any]:
-        keys: list[Any] = []
-        for im in self.images:
-            if isinstance(im, np.ndarray):
-                keys.append(target_size(*im.shape[:2], self.input_size) if im.ndim == 3 else None)
-            else:
-                size = header_size(Path(im))
-                keys.append(None if size is None else target_size(*size, self.input_size))
-        return keys
-
-    def __getitem__(self, i: int) -> Sample:
-        im = self.images[i]
-        is_array = isinstance(im, np.ndarray)
-        meta = {"id": f"{i:06d}", "source": f"<array {i}>" if is_array else str(im), "frame": None, "index": i}
-        try:
-            if not is_array:
-                from da_toolkit.data.io import read_rgb
-
-                im = read_rgb(Path(im))
-            return make_sample(im, meta, self.input_size, keep_image=False)
-        except Exception as exc:  # noqa: BLE001 - reported per item by predict_items
-            return error_sample(meta, exc)
 
 
 class Predictor:
