@@ -76,3 +76,21 @@ def test_bad_pipeline_recipes_name_the_field(tmp_path: Path, mutate, message: st
     assert main(["--config", str(write_recipe(recipe, tmp_path / "bad.yaml"))]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o" / "teacher").exists()  # nothing ran
+
+
+def test_interrupted_fit_stage_resumes_from_last_checkpoint(tmp_path: Path, capsys) -> None:
+    recipe = tiny_quickstart(tmp_path / "out", steps=2)
+    recipe["stages"] = {"teacher": recipe["stages"]["teacher"]}
+    recipe["evaluation"]["models"] = ["teacher"]
+    cfg = tmp_path / "q.yaml"
+    assert main(["--config", str(write_recipe(recipe, cfg))]) == 0
+    teacher = tmp_path / "out" / "teacher"
+    # simulate a run that died after its last checkpoint: no done marker, more steps wanted
+    (teacher / "done.json").unlink()
+    (teacher / "final.ckpt").unlink()
+    (tmp_path / "out" / "eval" / "teacher.json").unlink()
+    recipe["stages"]["teacher"]["config"]["trainer"]["max_steps"] = 3
+    assert main(["--config", str(write_recipe(recipe, cfg))]) == 0
+    err = capsys.readouterr().err
+    assert "stage teacher: resumed and finished" in err
+    assert json.loads((teacher / "done.json").read_text())["global_step"] == 3
