@@ -96,3 +96,24 @@ def test_fit_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     assert cli.trainer.global_step == 3
     assert cli.trainer.ckpt_path is not None and Path(cli.trainer.ckpt_path).name.startswith("last")
     assert torch.load(last, weights_only=False)["global_step"] == 3
+
+
+def test_test_subcommand_logs_test_metrics(tmp_path: Path) -> None:
+    cfg = _teacher_config(tmp_path / "run", 1)
+    cfg["data"]["init_args"]["test"] = [{"class_path": "synthetic",
+                                         "init_args": {"length": 2, "size": [42, 56], "seed": 5}}]
+    cli = run_lightning_cli(["test", "--config", _write(tmp_path / "t.yaml", cfg)])
+    metrics = cli.trainer.callback_metrics
+    assert {"test/abs_rel", "test/delta1", "test/rmse"} <= set(metrics)
+    assert 0.0 <= float(metrics["test/delta1"]) <= 1.0
+
+
+def test_missing_files_are_named(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_lightning_cli(["fit", "--config", str(tmp_path / "nope.yaml")])
+    assert exc.value.code == 2 and "nope.yaml" in capsys.readouterr().err
+    cfg = _teacher_config(tmp_path / "run", 1)
+    cfg["model"]["init_args"]["encoder_weights"] = str(tmp_path / "missing_dinov2.pth")
+    with pytest.raises(Exception, match="missing_dinov2.pth"):
+        run_lightning_cli(["fit", "--config", _write(tmp_path / "m.yaml", cfg)])
+    assert not (tmp_path / "run" / "checkpoints").exists()
