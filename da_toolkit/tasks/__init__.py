@@ -3,13 +3,28 @@
 * :class:`TeacherTask` - labeled data, affine-invariant (+ gradient matching) loss;
 * :class:`StudentTask` - labeled + pseudo-labeled data, perturbations, CutMix, feature alignment;
 * :class:`MetricTask` - metric fine-tuning with SiLog;
-* :class:`PseudoLabelTask` - a frozen teacher labelling unlabeled images (predict loop).
+* :class:`PseudoLabelTask` - a frozen teacher labelling unlabeled images (predict loop), over
+  :class:`UnlabeledImages`, written by :class:`PseudoLabelStoreWriter`;
+* :class:`StudentDataModule` - ``DepthDataModule`` whose unlabeled stream keeps offline pseudo-labels.
 """
 
 from da_toolkit.tasks.base import DepthTask, NonFiniteLossError
 from da_toolkit.tasks.metric import MetricTask
 from da_toolkit.tasks.optim import OptimConfig
+from da_toolkit.tasks.pseudo_label import PseudoLabelStoreWriter, PseudoLabelTask, UnlabeledImages
 from da_toolkit.tasks.student import StudentTask
+from da_toolkit.tasks.student_data import StudentDataModule
 from da_toolkit.tasks.teacher import TeacherTask
 
-__all__ = ["DepthTask", "MetricTask", "NonFiniteLossError", "OptimConfig", "StudentTask", "TeacherTask"]
+__all__ = [
+    "DepthTask",
+    "MetricTask",
+    "NonFiniteLossError",
+    "OptimConfig",
+    "PseudoLabelStoreWriter",
+    "PseudoLabelTask",
+    "StudentDataModule",
+    "StudentTask",
+    "TeacherTask",
+    "UnlabeledImages",
+]
