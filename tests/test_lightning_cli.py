@@ -117,3 +117,21 @@ def test_missing_files_are_named(tmp_path: Path, capsys) -> None:
     with pytest.raises(Exception, match="missing_dinov2.pth"):
         run_lightning_cli(["fit", "--config", _write(tmp_path / "m.yaml", cfg)])
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_name_registered_by_two_plugins_is_refused_naming_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    import da_toolkit.plugins as plugins
+    from da_toolkit.hookspecs import hookimpl
+
+    class Clash:
+        @hookimpl
+        def da_toolkit_losses(self) -> dict[str, type]:
+            return {"affine_invariant": torch.nn.L1Loss}
+
+    registry = plugins.build_registry(entry_points=[], extra_plugins=[("clashing_plugin", Clash())])
+    monkeypatch.setattr(plugins, "_REGISTRY", registry)
+    with pytest.raises(UnknownClassPathError, match=r"clashing_plugin") as err:
+        resolve_class_path("affine_invariant", "model.init_args.labeled_loss.class_path")
+    assert "builtin" in str(err.value) and "labeled_loss" in str(err.value)
+    # other registered names keep working
+    assert resolve_class_path("silog", "x").endswith("SiLogLoss")

@@ -71,10 +71,15 @@ def _close(name: str, candidates: list[str]) -> str:
 
 def resolve_class_path(value: str, where: str) -> str:
     """The dotted class path for a ``class_path`` value (registered name, bare name or dotted)."""
-    registered = registered_names()
-    if value in registered:
-        cls = registered[value]
+    from da_toolkit.plugins import PluginConflictError, get_registry
+
+    try:
+        cls = get_registry().resolve(value)
+    except PluginConflictError as exc:  # two plugins claim the name: say which, never pick one
+        raise UnknownClassPathError(f"{where}: {exc}") from None
+    if cls is not None:
         return f"{cls.__module__}.{cls.__qualname__}"
+    registered = registered_names()
     if "." in value:
         if _importable(value):
             return value
