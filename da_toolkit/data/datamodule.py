@@ -56,6 +56,17 @@ class DepthDataModule(L.LightningDataModule):
         hflip: enable the horizontal flip of labeled crops.
         mode: how the two streams are combined (Lightning ``CombinedLoader`` mode); the
             default cycles the shorter stream until the longer one is exhausted.
+
+    Bad samples: every skipped sample is logged as a warning on the ``da_toolkit.data`` logger
+    with the file and the running count of its stream (over all data-loader workers);
+    :attr:`skipped_samples` gives the counts, and at the end of a Lightning run (``teardown``)
+    a summary warning is printed and the counts go to the trainer's loggers as
+    ``data/skipped_<stream>``.
+
+    Subclassing: :meth:`_train_stream` (builds one training stream's loader) and :meth:`_loader`
+    (builds a ``DataLoader`` with the module's worker/pinning/seed settings) are stable extension
+    hooks; ``da_toolkit.tasks.student_data.StudentDataModule`` overrides the first and calls the
+    second. Their names and signatures are kept.
     """
 
     def __init__(
@@ -90,9 +101,37 @@ class DepthDataModule(L.LightningDataModule):
         self.eval_batch_size, self.pad_eval_batches = eval_batch_size, pad_eval_batches
         self.num_workers, self.persistent_workers, self.pin_memory = num_workers, persistent_workers, pin_memory
         self.strict, self.seed, self.hflip, self.mode = strict, seed, hflip, mode
+        self._safe: dict[str, SafeDataset] = {}
+
+    # ------------------------------------------------------------------ bad samples
+    @property
+    def skipped_samples(self) -> dict[str, int]:
+        """Stream name -> number of bad samples skipped so far by this process and its workers
+        (only streams whose loaders were built; per rank under DDP)."""
+        return {stream: safe.skipped for stream, safe in self._safe.items()}
+
+    def teardown(self, stage: str) -> None:
+        """Warn with the totals of skipped samples and send them to the trainer's loggers."""
+        skipped = {k: v for k, v in self.skipped_samples.items() if v}
+        if not skipped:
+            return
+        log.warning(
+            "%s: bad samples were skipped: %s (see the warnings above for the files; strict=True raises instead)",
+            stage, ", ".join(f"{k} {v}" for k, v in skipped.items()),
+        )
+        trainer = getattr(self, "trainer", None)
+        for logger in getattr(trainer, "loggers", None) or []:
+            logger.log_metrics({f"data/skipped_{k}": float(v) for k, v in skipped.items()}, step=trainer.global_step)
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, dataset: Dataset, batch_size: int, *, shuffle: bool, collate: Any, drop_last: bool) -> DataLoader:
+        """A ``DataLoader`` over ``dataset`` with this module's workers, pinning and shuffle seed.
+
+        Stable extension hook (see the class docstring). A :class:`SafeDataset` passed here is
+        remembered under its ``stream`` name for :attr:`skipped_samples`.
+        """
+        if isinstance(dataset, SafeDataset):
+            self._safe[dataset.stream] = dataset
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         workers = self.num_workers
         return DataLoader(
@@ -108,6 +147,12 @@ class DepthDataModule(L.LightningDataModule):
         )
 
     def _train_stream(self, sources: list[Dataset] | None, batch_size: int, *, labeled: bool) -> DataLoader | None:
+        """Shuffled training loader of one stream, or ``None`` when it has no sources.
+
+        Stable extension hook (see the class docstring): ``sources`` are concatenated, wrapped in
+        :class:`SafeDataset` with :class:`TrainTransform` (flip only when ``labeled``; unlabeled
+        samples keep only ``image``, ``meta`` and ``intrinsics``) and batched by ``batch_size``.
+        """
         data = _concat(sources)
         if data is None or batch_size == 0:
             return None

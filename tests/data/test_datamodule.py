@@ -209,3 +209,118 @@ def test_strict_error_crosses_worker_processes(tmp_path):
     dm = DepthDataModule(val=[PairedFolder(tmp_path)], strict=True, num_workers=1)
     with pytest.raises(SampleReadError, match=r"0\.png.*empty"):
         next(iter(dm.val_dataloader()))
+
+
+def test_running_count_is_summed_over_loader_workers():
+    """Each worker counts in its own shared slot; the main process sees the total."""
+    safe = SafeDataset(_Flaky({1, 2}), EvalTransform(), stream="labeled")
+    loader = torch.utils.data.DataLoader(safe, batch_size=1, num_workers=2, collate_fn=lambda b: b[0])
+    ids = [item["meta"]["id"] for item in loader]
+    # index 1 skips 1 and 2, index 2 skips 2: three skips in all, whichever worker met them
+    assert ids.count("seed0/00000003") == 3
+    assert safe.skipped == 3
+    assert DepthDataModule().skipped_samples == {}
+
+
+def test_skip_warning_reaches_stderr_without_logging_setup(tmp_path):
+    """A user who configured no logging still sees the warning with the running count."""
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "rgb").mkdir()
+    (tmp_path / "depth").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((10, 12, 3), 50 * i, np.uint8)).save(tmp_path / "rgb" / f"{i}.png")
+        np.save(tmp_path / "depth" / f"{i}.npy", np.full((10, 12), 2.0, np.float32))
+    (tmp_path / "rgb" / "1.png").write_bytes(b"garbage")
+    script = textwrap.dedent(
+        f"""
+        from da_toolkit.data.robust import SafeDataset
+        from da_toolkit.data.sources import PairedFolder
+        from da_toolkit.data.transforms import TrainTransform
+        safe = SafeDataset(PairedFolder({str(tmp_path)!r}), TrainTransform(8, flip=True), stream="labeled")
+        items = [safe[i] for i in range(len(safe))]
+        print("skipped", safe.skipped)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "1.png" in out.stderr and "1 skipped so far" in out.stderr
+    assert "skipped 1" in out.stdout
+
+
+class _MetricsSink(L.pytorch.loggers.Logger):
+    def __init__(self):
+        super().__init__()
+        self.metrics: list[dict[str, float]] = []
+
+    @property
+    def name(self):
+        return "sink"
+
+    @property
+    def version(self):
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.metrics.append(dict(metrics))
+
+
+def test_fit_summary_warning_and_logged_skip_count(tmp_path, caplog):
+    (tmp_path / "rgb").mkdir()
+    (tmp_path / "depth").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((10, 12, 3), 50 * i, np.uint8)).save(tmp_path / "rgb" / f"{i}.png")
+        np.save(tmp_path / "depth" / f"{i}.npy", np.full((10, 12), 2.0, np.float32))
+    (tmp_path / "rgb" / "2.png").write_bytes(b"garbage")
+    dm = DepthDataModule(labeled=[PairedFolder(tmp_path)], crop_size=8, batch_size=4)
+    sink = _MetricsSink()
+
+    class _Labeled(_Recorder):
+        def training_step(self, batch, idx):
+            return (self.w - batch["labeled"]["depth"].mean()) ** 2
+
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", devices=1, logger=sink, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )
+    with caplog.at_level(logging.WARNING, logger="da_toolkit.data"):
+        trainer.fit(_Labeled(), datamodule=dm)
+    assert dm.skipped_samples == {"labeled": 1}
+    assert "bad samples were skipped: labeled 1" in caplog.text
+    assert {"data/skipped_labeled": 1.0} in sink.metrics
+
+
+def test_subclass_hooks_used_by_the_student_data_module_are_stable():
+    """``_train_stream`` is the override point of a stream and ``_loader`` builds loaders
+    (``da_toolkit.tasks.student_data.StudentDataModule`` relies on both)."""
+    import inspect
+
+    assert list(inspect.signature(DepthDataModule._train_stream).parameters) == [
+        "self", "sources", "batch_size", "labeled",
+    ]
+    assert list(inspect.signature(DepthDataModule._loader).parameters) == [
+        "self", "dataset", "batch_size", "shuffle", "collate", "drop_last",
+    ]
+
+    class _KeepDepth(DepthDataModule):
+        def _train_stream(self, sources, batch_size, *, labeled):
+            if labeled:
+                return super()._train_stream(sources, batch_size, labeled=labeled)
+            from da_toolkit.data.collate import collate_samples
+            from da_toolkit.data.transforms import TrainTransform
+
+            safe = SafeDataset(sources[0], TrainTransform(self.crop_size, flip=False), stream="pseudo")
+            return self._loader(safe, batch_size, shuffle=True, collate=collate_samples, drop_last=True)
+
+    dm = _KeepDepth(
+        labeled=[SyntheticScenes(4, (16, 16), seed=0)], unlabeled=[SyntheticScenes(8, (16, 16), seed=1)],
+        crop_size=14, batch_size=2,
+    )
+    b = _first(dm.train_dataloader())
+    assert b["unlabeled"]["depth"].shape == (4, 14, 14)  # the override kept the labels
+    assert set(dm.skipped_samples) == {"labeled", "pseudo"}
