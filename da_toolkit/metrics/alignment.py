@@ -17,11 +17,14 @@ def lstsq_scale_shift(pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tenso
 
     Closed form of the 2x2 normal equations, computed in float64. A sample whose valid
     predictions are constant (or that has one valid pixel) gets ``s = 0`` and ``t`` = the mean
-    target; one with no valid pixel gets ``s = 1, t = 0``.
+    target; one with no valid pixel gets ``s = 1, t = 0``. Values outside ``mask`` are ignored,
+    even when not finite.
     """
-    p = pred.double().flatten(1)
-    y = target.double().flatten(1)
-    m = mask.flatten(1).double()
+    mb = mask.flatten(1)
+    # values outside the mask (even NaN/inf) never reach the sums
+    p = torch.where(mb, pred.double().flatten(1), 0.0)
+    y = torch.where(mb, target.double().flatten(1), 0.0)
+    m = mb.double()
     n = m.sum(dim=1)
     sp = (m * p).sum(dim=1)
     sy = (m * y).sum(dim=1)

@@ -82,3 +82,16 @@ def test_lstsq_hand_worked_closed_form() -> None:
     scale, shift = lstsq_scale_shift(torch.tensor([[[0.0, 1.0, 2.0]]]), torch.tensor([[[0.0, 2.0, 1.0]]]),
                                      torch.ones(1, 1, 3, dtype=torch.bool))
     assert scale.item() == pytest.approx(0.5) and shift.item() == pytest.approx(0.5)
+
+
+def test_lstsq_ignores_non_finite_values_outside_the_mask() -> None:
+    g = torch.Generator().manual_seed(4)
+    pred = torch.rand(2, 5, 6, generator=g)
+    target = torch.rand(2, 5, 6, generator=g) + 1
+    mask = torch.rand(2, 5, 6, generator=g) > 0.3
+    dirty_pred = pred.masked_fill(~mask, float("nan"))
+    dirty_target = target.masked_fill(~mask, float("inf"))
+    clean = lstsq_scale_shift(pred, target, mask)
+    dirty = lstsq_scale_shift(dirty_pred, dirty_target, mask)
+    torch.testing.assert_close(dirty, clean)
+    assert all(torch.isfinite(v).all() for v in dirty)
