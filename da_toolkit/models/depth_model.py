@@ -10,7 +10,7 @@ from torch import nn
 
 from da_toolkit.models.decoders.base import Decoder
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
-from da_toolkit.models.preprocess import prepare_image, upsample_prediction
+from da_toolkit.models.preprocess import DEFAULT_MAX_PIXELS, prepare_image, upsample_prediction
 
 __all__ = ["DepthModel"]
 
@@ -70,12 +70,17 @@ class DepthModel(nn.Module):
         return depth
 
     @torch.no_grad()
-    def infer_image(self, rgb: np.ndarray, input_size: int = 518) -> np.ndarray:
+    def infer_image(
+        self, rgb: np.ndarray, input_size: int = 518, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ) -> np.ndarray:
         """Official single-image inference (SPEC 2).
 
         Args:
             rgb: uint8 numpy ``(H,W,3)`` RGB.
             input_size: lower bound of the network input's shorter side (multiple of 14 used).
+            max_pixels: limit on the network input's pixels (default 50 M); an image whose
+                official network input would exceed it (e.g. 10000x10 -> 518x518000) raises
+                ``ValueError`` naming both sizes and the limit. ``None`` disables the guard.
 
         Returns:
             float32 numpy ``(H,W)`` at the original size: relative disparity or metres (see
@@ -83,7 +88,7 @@ class DepthModel(nn.Module):
             from ``load_model`` are in eval mode).
         """
         param = next(self.parameters())
-        x = prepare_image(rgb, input_size).to(device=param.device, dtype=param.dtype)
+        x = prepare_image(rgb, input_size, max_pixels=max_pixels).to(device=param.device, dtype=param.dtype)
         pred = self.forward(x)
         out = upsample_prediction(pred.float(), (rgb.shape[0], rgb.shape[1]))
         return out[0].cpu().numpy().astype(np.float32)

@@ -25,7 +25,14 @@ import torch.nn.functional as F
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
+#: Default limit on the network input's pixels (``h' * w'``) for :func:`target_size`: 50 M
+#: pixels, about 255 000 ViT-14 tokens. Normal photos are far below it (a 4K frame at 518 gives
+#: 518x924 = 0.48 M); it only refuses absurd aspect ratios such as 10000x10, whose official
+#: network input would be 518x518000.
+DEFAULT_MAX_PIXELS: int = 50_000_000
+
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "normalize",
@@ -63,22 +70,48 @@ def _constrain_to_multiple(x: float, multiple: int, min_val: int) -> int:
     return y
 
 
-def target_size(h: int, w: int, input_size: int = 518, multiple: int = 14) -> tuple[int, int]:
+def target_size(
+    h: int,
+    w: int,
+    input_size: int = 518,
+    multiple: int = 14,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> tuple[int, int]:
     """Network input size ``(h', w')`` for an ``h x w`` image (official "lower bound" rule).
 
     Keeps the aspect ratio with one common scale so that the shorter side reaches
     ``input_size``; each side is then rounded to the nearest multiple of ``multiple``, or rounded
     up when the nearest multiple falls below ``input_size``.
+
+    Args:
+        h, w: image size in pixels.
+        input_size: lower bound of the shorter side of the network input (pixels).
+        multiple: each output side is a multiple of this (the patch size, 14).
+        max_pixels: refuse network inputs with more than this many pixels ``h' * w'`` (guard
+            against absurd aspect ratios: a 10000x10 image would need 518x518000);
+            ``None`` disables the guard. The result is unchanged for every size it accepts.
+
+    Raises:
+        ValueError: non-positive sizes, or a network input above ``max_pixels`` (the message
+            names the image size, the would-be network size and the limit).
     """
     if h <= 0 or w <= 0:
         raise ValueError(f"target_size: image size must be positive, got {h}x{w}")
     if input_size <= 0 or multiple <= 0:
         raise ValueError(f"target_size: input_size and multiple must be positive, got {input_size}, {multiple}")
+    if max_pixels is not None and max_pixels <= 0:
+        raise ValueError(f"target_size: max_pixels must be positive or None, got {max_pixels}")
     scale = max(input_size / h, input_size / w)
-    return (
-        _constrain_to_multiple(scale * h, multiple, input_size),
-        _constrain_to_multiple(scale * w, multiple, input_size),
-    )
+    th = _constrain_to_multiple(scale * h, multiple, input_size)
+    tw = _constrain_to_multiple(scale * w, multiple, input_size)
+    if max_pixels is not None and th * tw > max_pixels:
+        raise ValueError(
+            f"image of {h}x{w} (HxW) would need a {th}x{tw} network input at input_size={input_size} "
+            f"({th * tw:,} pixels, {(th // multiple) * (tw // multiple):,} tokens), above the limit "
+            f"max_pixels={max_pixels:,}; crop or pad the image to a less extreme aspect ratio, or "
+            f"raise max_pixels (None disables the check)"
+        )
+    return th, tw
 
 
 def _check_rgb(rgb: np.ndarray) -> None:
@@ -90,12 +123,16 @@ def _check_rgb(rgb: np.ndarray) -> None:
         raise ValueError(f"expected an RGB image of dtype uint8, got {rgb.dtype}")
 
 
-def prepare_image(rgb: np.ndarray, input_size: int = 518) -> torch.Tensor:
+def prepare_image(
+    rgb: np.ndarray, input_size: int = 518, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> torch.Tensor:
     """Official preprocessing of one image.
 
     Args:
         rgb: uint8 numpy ``(H,W,3)`` RGB.
         input_size: lower bound of the shorter side of the network input.
+        max_pixels: limit on the network input's pixels, see :func:`target_size`
+            (``ValueError`` above it, before any resizing).
 
     Returns:
         ``(1,3,h',w')`` float32 tensor, ImageNet-normalised, ``(h', w') = target_size(H, W)``,
@@ -105,7 +142,7 @@ def prepare_image(rgb: np.ndarray, input_size: int = 518) -> torch.Tensor:
 
     _check_rgb(rgb)
     h, w = rgb.shape[:2]
-    th, tw = target_size(h, w, input_size)
+    th, tw = target_size(h, w, input_size, max_pixels=max_pixels)
     image = rgb.astype(np.float64) / 255.0
     image = cv2.resize(image, (tw, th), interpolation=cv2.INTER_CUBIC)
     image = (image - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)

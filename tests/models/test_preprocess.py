@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from da_toolkit.models.preprocess import (
+    DEFAULT_MAX_PIXELS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     normalize,
@@ -51,6 +52,49 @@ def test_target_size_rounds_up_below_bound() -> None:
 def test_target_size_rejects_bad_sizes() -> None:
     with pytest.raises(ValueError, match="positive"):
         target_size(0, 10)
+
+
+def test_absurd_aspect_ratio_is_refused_naming_sizes_and_limit() -> None:
+    # 10000x10: scale 51.8 -> 518000x518 (hand-worked), 268 M pixels > the 50 M default.
+    with pytest.raises(ValueError) as info:
+        target_size(10000, 10)
+    msg = str(info.value)
+    assert "10000x10" in msg and "518000x518" in msg and "50,000,000" in msg and "max_pixels" in msg
+    assert target_size(10000, 10, max_pixels=None) == (518000, 518)  # the guard only refuses
+    assert target_size(10, 10000, max_pixels=None) == (518, 518000)
+    # the limit is configurable and inclusive: 518x686 = 355348 pixels
+    assert target_size(480, 640, max_pixels=518 * 686) == (518, 686)
+    with pytest.raises(ValueError, match="518x686"):
+        target_size(480, 640, max_pixels=518 * 686 - 1)
+    with pytest.raises(ValueError, match="max_pixels"):
+        target_size(480, 640, max_pixels=0)
+
+
+def test_default_guard_keeps_official_sizes_for_normal_images() -> None:
+    assert DEFAULT_MAX_PIXELS == 50_000_000
+    for hw, expected in CASES:
+        assert target_size(*hw, max_pixels=None) == expected == target_size(*hw)
+    # an 8K frame and a 1:50 strip still pass at the default
+    assert target_size(4320, 7680) == (518, 924)
+    assert target_size(100, 5000) == (518, 25900)
+
+
+def test_prepare_image_and_infer_image_apply_the_guard() -> None:
+    from da_toolkit.models import load_model
+
+    strip = np.zeros((2000, 2, 3), dtype=np.uint8)  # scale 259 -> 518000x518 at 518
+    with pytest.raises(ValueError, match="2000x2"):
+        prepare_image(strip)
+    with pytest.raises(ValueError, match=r"28x28 .*max_pixels=783"):
+        prepare_image(np.zeros((20, 20, 3), dtype=np.uint8), input_size=28, max_pixels=783)
+    assert prepare_image(np.zeros((20, 20, 3), dtype=np.uint8), input_size=28, max_pixels=784).shape == (1, 3, 28, 28)
+    model = load_model("tiny")
+    with pytest.raises(ValueError, match="2000x2"):
+        model.infer_image(strip)
+    rgb = np.zeros((20, 40, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="28x56"):
+        model.infer_image(rgb, input_size=28, max_pixels=28 * 56 - 1)
+    assert model.infer_image(rgb, input_size=28, max_pixels=None).shape == (20, 40)
 
 
 def test_normalize_matches_hand_computation() -> None:
