@@ -324,3 +324,33 @@ def test_subclass_hooks_used_by_the_student_data_module_are_stable():
     b = _first(dm.train_dataloader())
     assert b["unlabeled"]["depth"].shape == (4, 14, 14)  # the override kept the labels
     assert set(dm.skipped_samples) == {"labeled", "pseudo"}
+
+
+def test_only_labeled_crops_are_flipped():
+    """Crop size = image size makes resize and crop identities: unlabeled crops are the originals,
+    labeled crops are the originals or their mirror images (both occur)."""
+    lab_src = SyntheticScenes(32, (14, 14), seed=5)
+    unl_src = SyntheticScenes(32, (14, 14), seed=6, labeled=False)
+    dm = DepthDataModule(labeled=[lab_src], unlabeled=[unl_src], crop_size=14, batch_size=16, unlabeled_ratio=2)
+    torch.manual_seed(0)
+    b = _first(dm.train_dataloader())
+
+    def original(src, meta):
+        index = int(meta["id"].split("/")[1])
+        return torch.from_numpy(src[index]["image"]).permute(2, 0, 1).float() / 255.0
+
+    for img, meta in zip(b["unlabeled"]["image"], b["unlabeled"]["meta"], strict=True):
+        assert torch.equal(img, original(unl_src, meta))
+    flipped = 0
+    for img, depth, meta in zip(b["labeled"]["image"], b["labeled"]["depth"], b["labeled"]["meta"], strict=True):
+        ref = original(lab_src, meta)
+        ref_depth = torch.from_numpy(lab_src[int(meta["id"].split("/")[1])]["depth"])
+        if torch.equal(img, ref):
+            assert torch.equal(depth, ref_depth)
+        else:
+            assert torch.equal(img, ref.flip(-1)) and torch.equal(depth, ref_depth.flip(-1))
+            flipped += 1
+    assert 0 < flipped < 16
+    no_flip = DepthDataModule(labeled=[lab_src], crop_size=14, batch_size=16, hflip=False)
+    for img, meta in zip(*(lambda x: (x["image"], x["meta"]))(_first(no_flip.train_dataloader())["labeled"]), strict=True):
+        assert torch.equal(img, original(lab_src, meta))
