@@ -66,3 +66,17 @@ def test_constant_maps_have_finite_gradients() -> None:
     loss = CutMixAffineInvariantLoss()(pred, torch.ones(2, 6, 6), torch.zeros(2, 6, 6), mask)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(pred.grad).all()
+
+
+def test_hand_worked_value() -> None:
+    # 1x1x4 image; the first two pixels come from u_a (M True), the last two from u_b
+    pred = torch.tensor([[[0.0, 1.0, 0.0, 3.0]]])
+    target_a = torch.tensor([[[0.0, 2.0, 9.0, 9.0]]])
+    target_b = torch.tensor([[[7.0, 7.0, 5.0, 1.0]]])
+    mask = torch.tensor([[[True, True, False, False]]])
+    # region a: pred [0,1] -> hat [0,2]; target_a [0,2] -> hat [0,2]; loss 0
+    # region b: pred [0,3] (lower median 0, mean|c| 1.5) -> hat [0,2];
+    #           target_b [5,1] (lower median 1, mean|c| 2) -> hat [2,0]; loss (2 + 2) / 2 = 2
+    # area-weighted: 0.5 * 0 + 0.5 * 2 = 1
+    got = CutMixAffineInvariantLoss(trim=0.0)(pred, target_a, target_b, mask)
+    assert got.item() == pytest.approx(1.0, rel=1e-6)

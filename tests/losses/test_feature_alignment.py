@@ -78,3 +78,13 @@ def test_projector_stays_in_the_graph_when_everything_is_excluded() -> None:
     loss = loss_fn(torch.randn(1, 3, 2, 2), torch.randn(1, 4, 2, 2))
     loss.backward()
     assert loss.item() == 0.0 and torch.equal(loss_fn.projector.weight.grad, torch.zeros_like(loss_fn.projector.weight))
+
+
+def test_zero_and_constant_features_have_finite_gradients() -> None:
+    frozen = torch.rand(2, 4, 3, 3, generator=torch.Generator().manual_seed(5))
+    for student, target in ((torch.zeros(2, 4, 3, 3), frozen), (torch.ones(2, 4, 3, 3), torch.zeros(2, 4, 3, 3))):
+        student.requires_grad_(True)
+        loss = FeatureAlignmentLoss()(student, target)
+        loss.backward()
+        # a zero vector has cosine 0 with anything: loss 1, finite gradients
+        assert loss.item() == pytest.approx(1.0) and torch.isfinite(student.grad).all()
