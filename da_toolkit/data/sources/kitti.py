@@ -39,7 +39,8 @@ class KITTIDepth(PairedFileSource):
 
     Args:
         raw_root: root of the raw KITTI drives (``2011_09_26/...``).
-        gt_root: root of the ground-truth PNGs (annotated depth ``<drive>/proj_depth/...``).
+        gt_root: root of the ground-truth PNGs (annotated depth ``<drive>/proj_depth/...``),
+            directly or under ``train/`` / ``val/`` as in ``data_depth_annotated.zip``.
         split_file: Eigen or BTS-style split list (see :func:`parse_split_line`); lines whose
             ground truth is ``None`` or missing on disk are dropped.
         min_depth, max_depth: valid range in metres (defaults 1e-3 and 80).
@@ -66,10 +67,19 @@ class KITTIDepth(PairedFileSource):
                 rgb, depth, focal = parse_split_line(line)
             except ValueError as exc:
                 raise ValueError(f"{split_file}:{n}: {exc}") from None
-            if depth is None or not (self.gt_root / depth).is_file():
+            gt = self._find_gt(depth) if depth is not None else None
+            if gt is None:
                 self.skipped.append(rgb)
                 continue
-            self.pairs.append(Pair(self.raw_root / rgb, self.gt_root / depth, rgb, {"focal": focal}))
+            self.pairs.append(Pair(self.raw_root / rgb, gt, rgb, {"focal": focal}))
+
+    def _find_gt(self, depth: str) -> Path | None:
+        """``gt_root/<depth>``, or ``gt_root/{train,val}/<depth>`` (the layout of the official
+        ``data_depth_annotated.zip``); None when absent."""
+        for base in (self.gt_root, self.gt_root / "train", self.gt_root / "val"):
+            if (base / depth).is_file():
+                return base / depth
+        return None
 
     def load_depth(self, pair: Pair) -> tuple[np.ndarray, np.ndarray | None]:
         raw = read_png_uint16(pair.depth)

@@ -98,6 +98,12 @@ def test_kitti_reader(tmp_path):
     expect = (metres > 0) & (metres <= 80.0)
     np.testing.assert_array_equal(s["valid"], expect)
     np.testing.assert_allclose(s["depth"][expect], metres[expect], atol=1 / 512)
+    # the official annotated-depth archive puts drives under train/ and val/
+    (gt / "val").mkdir()
+    (gt / "2011_09_26_drive_0002_sync").rename(gt / "val" / "2011_09_26_drive_0002_sync")
+    moved = KITTIDepth(raw, gt, tmp_path / "eigen.txt")
+    assert len(moved) == 1 and moved.pairs[0].depth.parent.parts[-5] == "val"
+    np.testing.assert_array_equal(moved[0]["valid"], expect)
 
 
 # --- DIODE ---------------------------------------------------------------------------------
