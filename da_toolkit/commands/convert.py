@@ -1,11 +1,14 @@
 """``da-toolkit convert INPUT OUTPUT.safetensors [--preset NAME]``.
 
 Reads any supported weights (official ``.pth``, Hugging Face folder, our safetensors, Lightning
-``.ckpt``) and writes them as safetensors in our format, with metadata recording the preset and
-the model config so that the file rebuilds its model by itself. The model is built and the
-weights loaded strictly before writing, so a file that does not fit its architecture is
-rejected with the list of missing / unexpected / mis-shaped keys. The output is written
-atomically; an existing output is only replaced by a complete new file.
+``.ckpt``, DINOv2 backbone-only checkpoints with official, timm or Hugging Face keys) and writes
+them as safetensors in our format, with metadata recording the preset and the model config so
+that the file rebuilds its model by itself. The model is built and the weights loaded strictly
+before writing, so a file that does not fit its architecture is rejected with the list of
+missing / unexpected / mis-shaped keys. A backbone-only input is written as an encoder-only file
+(``content: encoder``), to initialise encoders (``load_encoder_weights``, ``PresetModel(
+encoder_weights=...)``). The output is written atomically; an existing output is only replaced
+by a complete new file.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="da-toolkit convert",
         description=(
             "Convert Depth Anything weights (official .pth, Hugging Face folder, da-toolkit "
-            "safetensors or Lightning .ckpt) to da-toolkit safetensors. Never downloads."
+            "safetensors or Lightning .ckpt) to da-toolkit safetensors; DINOv2 backbone-only "
+            "checkpoints (official, timm or Hugging Face keys; needs --preset) become an "
+            "encoder-only file. Never downloads."
         ),
     )
     parser.add_argument("input", help="weights file or Hugging Face folder (config.json + model.safetensors)")
@@ -31,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         metavar="NAME",
-        help="architecture of the input; required for official .pth files, which do not record it "
+        help="architecture of the input; required for official .pth files and DINOv2 backbones, "
+        "which do not record it "
         "(Hugging Face folders, da-toolkit files and task checkpoints with a preset do) "
         f"(one of: {', '.join(sorted(PRESETS))})",
     )
@@ -41,16 +47,35 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 on success, 1 on bad input)."""
     args = build_parser().parse_args(list(argv) if argv is not None else None)
-    from da_toolkit.models.weights import WeightsError, model_from_weights, save_weights
+    from da_toolkit.models.weights import (
+        WeightsError,
+        encoder_from_loaded,
+        model_from_loaded,
+        read_weights,
+        save_encoder_weights,
+        save_weights,
+    )
 
     if not args.output.endswith(".safetensors"):
         print(f"da-toolkit convert: output {args.output!r} must end with .safetensors", file=sys.stderr)
         return 1
     try:
-        model, loaded = model_from_weights(args.input, preset=args.preset)
+        loaded = read_weights(args.input)
+        if loaded.backbone_only:
+            model, loaded = encoder_from_loaded(loaded, preset=args.preset)
+        else:
+            model, loaded = model_from_loaded(loaded, preset=args.preset)
     except (WeightsError, FileNotFoundError, KeyError) as exc:
         print(f"da-toolkit convert: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 1
+    if loaded.backbone_only:
+        save_encoder_weights(model, args.output, preset=loaded.preset, config=loaded.config)
+        n = sum(p.numel() for p in model.encoder.parameters())
+        print(
+            f"wrote {args.output}: {loaded.format} backbone weights from {args.input}, "
+            f"{n / 1e6:.1f}M parameters, encoder only (preset {loaded.preset or '-'})"
+        )
+        return 0
     save_weights(model, args.output, preset=loaded.preset, config=loaded.config)
     n = sum(p.numel() for p in model.parameters())
     print(

@@ -46,12 +46,17 @@ __all__ = [
     "load_encoder_weights",
     "model_from_weights",
     "save_weights",
+    "save_encoder_weights",
     "save_hf_folder",
+    "encoder_from_loaded",
+    "model_from_loaded",
     "FORMAT_NAME",
 ]
 
 #: Value of the ``format`` metadata field of our safetensors checkpoints.
 FORMAT_NAME = "da_toolkit"
+#: Value of the ``content`` metadata field of our encoder-only files (backbones).
+ENCODER_CONTENT = "encoder"
 StateDict = dict[str, torch.Tensor]
 
 
@@ -358,8 +363,15 @@ def read_weights(path: str | os.PathLike[str]) -> LoadedWeights:
     preset = meta.get("preset") or None
     if fmt.name == "lightning" and config is None:
         preset, config = _config_from_task_hparams(hparams)
+    backbone_only = fmt.backbone_only
+    if fmt.name == FORMAT_NAME and meta.get("content") == ENCODER_CONTENT:
+        # our encoder-only file (``da-toolkit convert`` of a DINOv2 backbone): encoder keys
+        if any(not k.startswith("encoder.") for k in sd):
+            raise WeightsError(f"{p}: marked encoder-only but holds keys outside 'encoder.'")
+        sd = {k[len("encoder."):]: v for k, v in sd.items()}
+        backbone_only = True
     return LoadedWeights(
-        sd, fmt.name, str(p), config=config, preset=preset, backbone_only=fmt.backbone_only, metadata=meta,
+        sd, fmt.name, str(p), config=config, preset=preset, backbone_only=backbone_only, metadata=meta,
     )
 
 
@@ -429,22 +441,47 @@ def model_from_weights(path: str | os.PathLike[str], preset: str | None = None) 
     HF ``config.json``, the ``preset``/``model_overrides`` hyper-parameters of our Lightning
     tasks); official ``.pth`` files do not record it, so they need ``preset``.
     """
-    loaded = read_weights(path)
+    return model_from_loaded(read_weights(path), preset)
+
+
+def _config_for(loaded: LoadedWeights, preset: str | None) -> ModelConfig:
     if preset is not None:
         from da_toolkit.models.presets import get_preset
 
-        config = get_preset(preset).config
-    elif loaded.config is not None:
-        config = loaded.config
-    else:
-        raise WeightsError(
-            f"{path}: {loaded.format} weights do not record the architecture; name a preset "
-            f"(e.g. --preset depth-anything-v2-vits)"
-        )
+        return get_preset(preset).config
+    if loaded.config is not None:
+        return loaded.config
+    raise WeightsError(
+        f"{loaded.path}: {loaded.format} weights do not record the architecture; name a preset "
+        f"(e.g. --preset depth-anything-v2-vits)"
+    )
+
+
+def model_from_loaded(loaded: LoadedWeights, preset: str | None = None) -> tuple[DepthModel, LoadedWeights]:
+    """:func:`model_from_weights` for weights already read with :func:`read_weights`."""
+    config = _config_for(loaded, preset)
     if loaded.backbone_only:
-        raise WeightsError(f"{path}: a backbone-only ({loaded.format}) checkpoint is not a depth model")
+        raise WeightsError(f"{loaded.path}: a backbone-only ({loaded.format}) checkpoint is not a depth model")
     model = build_model(config)
-    _load_strict(model, loaded.state_dict, str(path))
+    _load_strict(model, loaded.state_dict, loaded.path)
+    if loaded.preset is None:
+        loaded.preset = preset
+    loaded.config = config
+    return model.eval(), loaded
+
+
+def encoder_from_loaded(loaded: LoadedWeights, preset: str | None = None) -> tuple[DepthModel, LoadedWeights]:
+    """A model of ``preset`` (or the recorded config) whose encoder holds backbone-only weights
+    (strict, as :func:`load_encoder_weights`); the decoder keeps its random initialisation."""
+    config = _config_for(loaded, preset)
+    if not loaded.backbone_only:
+        raise WeightsError(f"{loaded.path}: not a backbone-only checkpoint ({loaded.format} weights)")
+    model = build_model(config)
+    sd = dict(loaded.state_dict)
+    own = model.encoder.state_dict()
+    if "mask_token" in own and "mask_token" not in sd:
+        sd["mask_token"] = own["mask_token"]
+    _load_strict(model.encoder, sd, loaded.path)
     if loaded.preset is None:
         loaded.preset = preset
     loaded.config = config
@@ -488,6 +525,22 @@ def save_weights(
         meta["preset"] = preset
     sd = dict(state_dict) if state_dict is not None else model.state_dict()
     _atomic_save_file(sd, Path(path), meta)
+
+
+def save_encoder_weights(
+    model: DepthModel,
+    path: str | os.PathLike[str],
+    preset: str | None = None,
+    config: ModelConfig | None = None,
+) -> None:
+    """Write only ``model.encoder`` as safetensors in our format (atomic), keys ``encoder.*``,
+    metadata ``content`` = ``encoder``: a backbone for :func:`load_encoder_weights` (and
+    ``PresetModel(encoder_weights=...)``); :func:`load_weights` refuses it as backbone-only."""
+    cfg = config if config is not None else model_config(model)
+    meta = {"format": FORMAT_NAME, "format_version": "1", "config": cfg.to_json(), "content": ENCODER_CONTENT}
+    if preset:
+        meta["preset"] = preset
+    _atomic_save_file({f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}, Path(path), meta)
 
 
 def save_hf_folder(model: DepthModel, folder: str | os.PathLike[str], config: ModelConfig | None = None) -> None:

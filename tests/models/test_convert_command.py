@@ -82,3 +82,90 @@ def test_convert_help_through_cli() -> None:
     res = subprocess.run([sys.executable, "-m", "da_toolkit.cli", "convert", "--help"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "--preset" in res.stdout and "safetensors" in res.stdout
+
+
+def _tiny_src() -> torch.nn.Module:
+    """The ``tiny`` preset's own architecture with non-default weights."""
+    torch.manual_seed(2)
+    src = load_model("tiny")
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return src
+
+
+def test_convert_our_safetensors_input(tmp_path: Path, capsys) -> None:
+    from da_toolkit.models.weights import save_weights
+
+    src = _src(max_depth=80.0)  # not a preset architecture: the file's config rebuilds it
+    ours = tmp_path / "ours.safetensors"
+    save_weights(src, ours)
+    out = tmp_path / "out.safetensors"
+    assert main([str(ours), str(out)]) == 0
+    assert "da_toolkit weights" in capsys.readouterr().out
+    model, loaded = model_from_weights(out)
+    assert loaded.format == "da_toolkit" and model.max_depth == 80.0
+    _assert_same(model, src)
+
+
+def test_convert_lightning_checkpoint_input(tmp_path: Path, capsys) -> None:
+    src = _tiny_src()
+    sd = {f"model.{k}": v for k, v in src.state_dict().items()}
+    sd["teacher.something"] = torch.zeros(2)  # other task members are not part of the model
+    with_preset = tmp_path / "with_preset.ckpt"
+    torch.save({"state_dict": sd, "hyper_parameters": {"preset": "tiny", "model_overrides": {}}}, with_preset)
+    out = tmp_path / "out.safetensors"
+    assert main([str(with_preset), str(out)]) == 0
+    assert "lightning weights" in capsys.readouterr().out
+    assert read_weights(out).preset == "tiny"
+    _assert_same(load_model("tiny", weights=out), src)
+    bare = tmp_path / "bare.ckpt"  # no hyper-parameters: the architecture must be named
+    torch.save({"state_dict": sd}, bare)
+    out2 = tmp_path / "out2.safetensors"
+    assert main([str(bare), str(out2)]) == 1
+    assert "--preset" in capsys.readouterr().err and not out2.exists()
+    assert main([str(bare), str(out2), "--preset", "tiny"]) == 0
+    _assert_same(load_model("tiny", weights=out2), src)
+
+
+def test_convert_backbone_only_inputs_give_an_encoder_file(tmp_path: Path, capsys) -> None:
+    import pytest
+    from safetensors.torch import save_file
+
+    from da_toolkit.models import PresetModel
+    from da_toolkit.models.keymaps import ours_to_hf
+    from da_toolkit.models.weights import WeightsError, load_encoder_weights, load_weights
+
+    src = _tiny_src()
+    enc_sd = {k[len("encoder."):]: v for k, v in src.state_dict().items() if k.startswith("encoder.")}
+    official = tmp_path / "dinov2_vits14_pretrain.pth"
+    torch.save(enc_sd, official)
+    timm_style = tmp_path / "timm.safetensors"  # timm: same names, no mask_token
+    save_file({k: v.contiguous() for k, v in enc_sd.items() if k != "mask_token"}, timm_style)
+    hf_style = tmp_path / "hf_dinov2.safetensors"
+    hub = {k[len("backbone."):]: v for k, v in ours_to_hf(src.state_dict()).items() if k.startswith("backbone.")}
+    save_file({k: v.contiguous() for k, v in hub.items()}, hf_style)
+    for path, fmt in [(official, "dinov2"), (timm_style, "dinov2"), (hf_style, "hf_dinov2")]:
+        out = tmp_path / f"{path.stem}.enc.safetensors"
+        assert main([str(path), str(out)]) == 1  # a backbone does not record its architecture
+        assert "--preset" in capsys.readouterr().err and not out.exists()
+        assert main([str(path), str(out), "--preset", "tiny"]) == 0
+        assert f"{fmt} backbone weights" in capsys.readouterr().out
+        loaded = read_weights(out)
+        assert loaded.format == "da_toolkit" and loaded.backbone_only and loaded.preset == "tiny"
+        target = load_model("tiny")
+        load_encoder_weights(target.encoder, out)
+        for k, v in enc_sd.items():
+            if k != "mask_token" or path != timm_style:
+                assert torch.equal(target.encoder.state_dict()[k], v), (path.name, k)
+        with pytest.raises(WeightsError, match="load_encoder_weights"):
+            load_weights(target, out)
+        student = PresetModel("tiny", encoder_weights=str(out))
+        assert torch.equal(student.encoder.blocks[1].attn.qkv.weight, src.encoder.blocks[1].attn.qkv.weight)
+        again = tmp_path / f"{path.stem}.again.safetensors"  # our encoder file converts without --preset
+        assert main([str(out), str(again)]) == 0
+        assert read_weights(again).backbone_only
+    # a backbone of another architecture: mismatch listed, nothing written
+    bad = tmp_path / "bad.enc.safetensors"
+    assert main([str(official), str(bad), "--preset", "depth-anything-v2-vits"]) == 1
+    assert "shape mismatches" in capsys.readouterr().err and not bad.exists()
