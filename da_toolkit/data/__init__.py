@@ -4,7 +4,9 @@
 - :mod:`da_toolkit.data.io` - image/depth decoding (``read_rgb``) and atomic writers
 - :mod:`da_toolkit.data.pseudo_store` - the pseudo-label store writer
 - :mod:`da_toolkit.data.datamodule` - :class:`DepthDataModule`
-- :mod:`da_toolkit.data.targets` - ``to_disparity`` for labeled targets
+
+Targets for the relative losses (metric depth -> normalised disparity) are made by
+:func:`da_toolkit.losses.depth_to_normalized_disparity`.
 
 ``DepthDataModule`` is imported lazily so that ``da_toolkit.data.io`` stays light (no Lightning).
 """

@@ -1,4 +1,4 @@
-"""Tests of batch collation and the disparity conversion of targets."""
+"""Tests of batch collation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from da_toolkit.data.collate import collate_samples
-from da_toolkit.data.targets import to_disparity
 
 
 def _item(h, w, depth=True, seg=True, i=0):
@@ -44,15 +43,3 @@ def test_collate_sizes_pad_or_error():
     assert not b["valid"][0, :, 5].any() and not b["valid"][1, 3].any() and b["valid"][1, :3, :6].all()
     assert (b["seg"][1, 3] == 255).all()
     assert [m["size"] for m in b["meta"]] == [(4, 5), (3, 6)]
-
-
-def test_to_disparity_hand_values():
-    depth = torch.tensor([[[1.0, 2.0], [4.0, 0.0]], [[3.0, 5.0], [7.0, 9.0]]])
-    valid = torch.tensor([[[True, True], [True, False]], [[True, True], [True, False]]])
-    out = to_disparity(depth, valid, ["metric", "disparity"])
-    # image 0: disparities 1, 0.5, 0.25 -> (d - 0.25) / 0.75
-    torch.testing.assert_close(out[0], torch.tensor([[1.0, 1 / 3], [0.0, 0.0]]))
-    # image 1 is already disparity: (d - 3) / 4 on valid pixels
-    torch.testing.assert_close(out[1], torch.tensor([[0.0, 0.5], [1.0, 0.0]]))
-    with pytest.raises(ValueError, match="depth_kind"):
-        to_disparity(depth, valid, ["metres", "metric"])
