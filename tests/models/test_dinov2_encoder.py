@@ -134,3 +134,31 @@ def test_timm_dinov2_parity(tmp_path) -> None:
         out = enc(x)
     torch.testing.assert_close(out.cls_tokens[0], tokens[:, 0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out.features[0].flatten(2).transpose(1, 2), tokens[:, 1:], atol=1e-5, rtol=1e-4)
+
+
+def test_timm_giant_packed_swiglu_parity(tmp_path) -> None:
+    """timm's DINOv2-giant layout (packed SwiGLU ``mlp.fc1``/``mlp.fc2``, no ``mask_token``) loads
+    into our SwiGLU encoder (``mlp.w12``/``mlp.w3``) and gives timm's tokens."""
+    timm = pytest.importorskip("timm")
+    from da_toolkit.models.weights import load_encoder_weights
+    from safetensors.torch import save_file
+
+    ref = timm.create_model(
+        "vit_giant_patch14_dinov2", pretrained=False, img_size=56, embed_dim=48, depth=2, num_heads=2,
+        num_classes=0,
+    ).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    sd = ref.state_dict()
+    assert sd["blocks.0.mlp.fc1.weight"].shape[0] == 2 * sd["blocks.0.mlp.fc2.weight"].shape[1]  # packed
+    enc = _tiny(embed_dim=48, depth=2, swiglu=True, layer_indices=(0, 1, 1, 1))
+    path = tmp_path / "timm_giant.safetensors"
+    save_file({k: v.contiguous() for k, v in sd.items()}, path)
+    assert load_encoder_weights(enc, path).format == "dinov2"
+    x = torch.randn(1, 3, 56, 56)
+    with torch.no_grad():
+        tokens = ref.forward_features(x)
+        out = enc(x)
+    torch.testing.assert_close(out.cls_tokens[1], tokens[:, 0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out.features[1].flatten(2).transpose(1, 2), tokens[:, 1:], atol=1e-5, rtol=1e-4)
