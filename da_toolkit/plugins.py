@@ -326,20 +326,33 @@ def collect(
     pm: pluggy.PluginManager,
     failures: Iterable[PluginFailure] = (),
     dists: Mapping[str, str | None] | None = None,
+    kinds: Iterable[str] | None = None,
 ) -> Registry:
     """Call every hook of every plugin and build the registry.
 
     Each plugin's hook is called on its own, so one failing plugin cannot hide the others. The
     built-in plugin is collected first, so on a clash its class stays the listed one (but the
     name still raises :class:`PluginConflictError` when looked up).
+
+    Args:
+        kinds: collect only these kinds (``encoders``, ...); ``None`` = all. Conflicts and
+            failures within a collected kind are found exactly as for a full collection.
     """
     dists = dict(dists or {})
+    wanted = None if kinds is None else set(kinds)
+    if wanted is not None and not wanted <= set(hookspecs.KINDS.values()):
+        raise UnknownComponentError(
+            f"unknown component kind(s) {sorted(wanted - set(hookspecs.KINDS.values()))}; "
+            f"expected some of {sorted(hookspecs.KINDS.values())}"
+        )
     registry = Registry(
         failures=list(failures),
         plugins={name: dists.get(name) for name, _ in pm.list_name_plugin() if _ is not None},
         blocked=sorted(name for name, plugin in pm.list_name_plugin() if plugin is None),
     )
     for hook_name, kind in hookspecs.KINDS.items():
+        if wanted is not None and kind not in wanted:
+            continue
         comps = registry.components.setdefault(kind, {})
         impls = sorted(
             getattr(pm.hook, hook_name).get_hookimpls(), key=lambda i: i.plugin_name != BUILTIN_NAME
@@ -385,35 +398,55 @@ def collect(
 def build_registry(
     entry_points: Iterable[Any] | None = None,
     extra_plugins: Iterable[tuple[str, object]] = (),
+    kinds: Iterable[str] | None = None,
 ) -> Registry:
-    """A fresh registry (see :func:`build_plugin_manager` for the arguments)."""
+    """A fresh registry (see :func:`build_plugin_manager` for the arguments; ``kinds`` as in
+    :func:`collect`)."""
     pm, failures, dists = build_plugin_manager(entry_points, extra_plugins)
-    return collect(pm, failures, dists)
+    return collect(pm, failures, dists, kinds)
 
 
 _REGISTRY: Registry | None = None
+#: Registries holding one kind each, used by lookups while the full registry is not built yet.
+_KIND_REGISTRIES: dict[str, Registry] = {}
 
 
 def get_registry(refresh: bool = False) -> Registry:
     """The process-wide registry, built on first use (``refresh=True`` rebuilds it)."""
     global _REGISTRY
     if _REGISTRY is None or refresh:
+        _KIND_REGISTRIES.clear()
         _REGISTRY = build_registry()
     return _REGISTRY
 
 
+def registry_for(kind: str) -> Registry:
+    """A registry holding at least ``kind``: the process-wide one when it is built, else one that
+    collects only ``kind`` (cached), so that e.g. building a model does not import every other
+    kind's modules (metrics, writers: seconds of imports). Same plugins, same conflict and
+    failure rules as :func:`get_registry`.
+    """
+    if _REGISTRY is not None:
+        return _REGISTRY
+    found = _KIND_REGISTRIES.get(kind)
+    if found is None:
+        found = _KIND_REGISTRIES[kind] = build_registry(kinds=(kind,))
+    return found
+
+
 def registry(kind: str) -> dict[str, type]:
     """Mapping name -> class of one kind from the process-wide registry (conflicts left out)."""
-    return get_registry().usable(kind)
+    return registry_for(kind).usable(kind)
 
 
 def get_component(kind: str, name: str) -> type:
     """The class registered as ``name`` in ``kind`` (errors name both plugins of a clash, or list
     close matches of an unknown name)."""
-    return get_registry().get(kind, name)
+    return registry_for(kind).get(kind, name)
 
 
 def reset() -> None:
     """Forget the process-wide registry (tests)."""
     global _REGISTRY
     _REGISTRY = None
+    _KIND_REGISTRIES.clear()

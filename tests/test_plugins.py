@@ -651,3 +651,65 @@ def test_find_class_returns_the_registration() -> None:
     comp = reg.find_class(TinyLoss)
     assert comp is not None and (comp.kind, comp.name, comp.plugin) == ("losses", "found_loss", "p")
     assert reg.find_class(OtherEncoder) is None
+
+
+# ------------------------------------------------------------- model components go through the registry
+
+
+def test_model_lookup_reports_a_plugin_clash_on_a_builtin_encoder_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin registering ``dinov2`` (a built-in encoder name) makes building a model that names
+    it fail naming both plugins (it used to silently pick the built-in one)."""
+    from da_toolkit.models import build_model, load_model
+    from da_toolkit.models.presets import get_preset
+
+    class Thief(nn.Module):
+        pass
+
+    eps = [FakeEntryPoint("thief", make_plugin(encoders={"dinov2": Thief}), "thief-dist")]
+    monkeypatch.setattr(plugins, "_REGISTRY", build_registry(entry_points=eps))
+    with pytest.raises(PluginConflictError, match=r"'dinov2'.*'builtin'.*'thief'.*thief-dist"):
+        build_model(get_preset("tiny").config)
+    with pytest.raises(PluginConflictError, match="'thief'"):
+        load_model("tiny")
+
+
+def test_model_lookup_uses_autoloaded_plugins_and_only_collects_the_kind(
+    installed_fake: FakeEntryPoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a process-wide registry, a model lookup collects just its kind (cheap) from the
+    same plugins: a clash from an installed plugin is still reported, and a plugin encoder is
+    usable by name in a model config."""
+    from da_toolkit.models import ModelConfig, build_model, model_config
+    from da_toolkit.models.encoders.dinov2 import DINOv2Encoder
+
+    calls: list[tuple[str, ...] | None] = []
+    real_build = plugins.build_registry
+
+    def spy(*args: object, **kwargs: object) -> plugins.Registry:
+        calls.append(tuple(kwargs["kinds"]) if kwargs.get("kinds") is not None else None)
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(plugins, "build_registry", spy)
+    assert plugins.get_component("encoders", "dinov2") is DINOv2Encoder
+    assert calls == [("encoders",)] and installed_fake.loads == 1
+    assert plugins._REGISTRY is None  # the full registry was not built
+    assert plugins.get_component("encoders", "auto_enc") is TinyEncoder  # cached
+    assert calls == [("encoders",)]
+    tiny = ModelConfig("dinov2", "dpt", {"embed_dim": 32, "depth": 1, "num_heads": 2, "img_size": 28,
+                                         "layer_indices": [0, 0, 0, 0]},
+                       {"features": 8, "out_channels": [8, 8, 8, 8]})
+    assert model_config(build_model(tiny)).encoder == "dinov2"
+    # a clash installed later is seen after a refresh of the registries
+    installed_fake._obj = make_plugin(encoders={"dinov2": OtherEncoder})
+    plugins.reset()
+    with pytest.raises(PluginConflictError, match="'builtin'.*'auto'.*auto-dist"):
+        build_model(tiny)
+    # get_registry() replaces the per-kind registries
+    assert plugins.get_registry() is plugins.registry_for("encoders")
+
+
+def test_collect_rejects_unknown_kinds() -> None:
+    with pytest.raises(UnknownComponentError, match="encoder"):
+        build_registry(entry_points=[], kinds=["encoder"])
+    reg = build_registry(entry_points=[], kinds=["losses"])
+    assert set(reg.components) == {"losses"}

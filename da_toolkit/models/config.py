@@ -18,29 +18,20 @@ __all__ = ["ModelConfig", "build_model", "model_config"]
 
 
 def _lookup(kind: str, name: str) -> type:
-    from da_toolkit.models.decoders import BUILTIN_DECODERS
-    from da_toolkit.models.encoders import BUILTIN_ENCODERS
-
-    builtin = BUILTIN_ENCODERS if kind == "encoders" else BUILTIN_DECODERS
-    if name in builtin:
-        return builtin[name]
+    """The class registered as ``name`` in ``kind`` (``encoders``/``decoders``), through the plugin
+    registry, so that a name registered by two plugins (built-in included) raises
+    :class:`~da_toolkit.plugins.PluginConflictError` naming both instead of silently picking one."""
     from da_toolkit.plugins import get_component
 
     return get_component(kind, name)
 
 
 def _name_of(kind: str, cls: type) -> str:
-    from da_toolkit.models.decoders import BUILTIN_DECODERS
-    from da_toolkit.models.encoders import BUILTIN_ENCODERS
+    """The registered name of ``cls`` in ``kind`` (the built-in registration first)."""
+    from da_toolkit.plugins import registry_for
 
-    builtin = BUILTIN_ENCODERS if kind == "encoders" else BUILTIN_DECODERS
-    for name, c in builtin.items():
-        if c is cls:
-            return name
-    from da_toolkit.plugins import registry
-
-    for name, c in registry(kind).items():
-        if c is cls:
+    for name, comp in registry_for(kind).kind(kind).items():
+        if comp.cls is cls:
             return name
     raise ValueError(f"{cls.__qualname__} is not a registered {kind[:-1]}; register it through a plugin")
 
