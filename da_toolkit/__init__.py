@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from da_toolkit.hookspecs import hookimpl
@@ -13,8 +14,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from da_toolkit.models.depth_model import DepthModel
 
 
-def load_model(preset: str, weights: str | None = None, **overrides: Any) -> "DepthModel":
+def load_model(
+    preset: str, weights: str | os.PathLike[str] | None = None, **overrides: Any
+) -> "DepthModel":
     """Build the model of a preset, optionally loading local weights (never downloads).
+
+    ``model(x)``: ``x`` ``(B,3,H,W)`` ImageNet-normalised float, H and W multiples of 14 ->
+    ``(B,H,W)``, what the official network's forward returns (relative disparity, or metres for
+    metric presets). ``model.infer_image(rgb, input_size=518)``: ``rgb`` ``(H,W,3)`` uint8 RGB ->
+    ``(H,W)`` float32 at the original size, official preprocessing.
 
     See :func:`da_toolkit.models.presets.load_model`.
     """

@@ -78,3 +78,15 @@ def test_metric_preset_outputs_metres() -> None:
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 28, 28))
     assert ((out > 0) & (out < 80.0)).all()
+
+
+def test_weights_may_be_a_path_object(tmp_path: Path, no_network: None) -> None:
+    src = load_model("tiny")
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(0.01)
+    path = tmp_path / "tiny.pth"
+    torch.save(ours_to_official(src.state_dict()), path)
+    model = load_model("tiny", weights=path)  # pathlib.Path, not only str
+    for k, v in src.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k

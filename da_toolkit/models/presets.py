@@ -7,9 +7,9 @@ local path (any format :mod:`da_toolkit.models.weights` reads).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from da_toolkit.models.config import ModelConfig, build_model
@@ -102,7 +102,7 @@ def get_preset(name: str) -> Preset:
         raise KeyError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}") from None
 
 
-def load_model(preset: str, weights: str | Path | None = None, **overrides: Any) -> DepthModel:
+def load_model(preset: str, weights: str | os.PathLike[str] | None = None, **overrides: Any) -> DepthModel:
     """Build the model of a preset, optionally loading local weights; never downloads.
 
     Args:
