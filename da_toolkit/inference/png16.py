@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from da_toolkit.inference.atomic import atomic_path
+from da_toolkit.data.io import atomic_path
 
 #: PNG text-chunk key holding the JSON ``{"scale", "offset", "kind", ...}``
 TEXT_KEY = "da_toolkit"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from da_toolkit.inference.atomic import atomic_path
+from da_toolkit.data.io import atomic_path
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from da_toolkit.inference.atomic import atomic_path
+from da_toolkit.data.io import atomic_path
 from da_toolkit.inference.colorize import colorize, side_by_side
 from da_toolkit.inference.items import PredictionItem
 from da_toolkit.inference.png16 import write_png16

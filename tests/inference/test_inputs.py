@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from da_toolkit.inference.atomic import atomic_path
+from da_toolkit.data.io import atomic_path
 from da_toolkit.inference.data import InferenceData
 from da_toolkit.inference.datasets import BucketBatchSampler, header_size
 from da_toolkit.inference.inputs import discover_inputs
