@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
+
 import pytest
 import torch
 import yaml
@@ -135,3 +137,96 @@ def test_a_name_registered_by_two_plugins_is_refused_naming_both(monkeypatch: py
     assert "builtin" in str(err.value) and "labeled_loss" in str(err.value)
     # other registered names keep working
     assert resolve_class_path("silog", "x").endswith("SiLogLoss")
+
+
+# ----------------------------------------------------------------------------- --help documents every option
+def help_entries(text: str) -> dict[str, str]:
+    """``--option -> description`` of an argparse/jsonargparse help text (usage lines excluded)."""
+    out: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        m = re.match(r"^  (-\S.*?)(?:\s{2,}(.*))?$", line)
+        if m and not line.startswith("   "):
+            names = [part.split()[0] for part in m.group(1).split(", ")]
+            current = next((n for n in names if n.startswith("--")), names[0])
+            out[current] = m.group(2) or ""
+        elif current is not None and line.startswith("      "):
+            out[current] += " " + line.strip()
+        else:
+            current = None
+    return out
+
+
+def undocumented(text: str) -> list[str]:
+    """Options of a help text without a description (jsonargparse's ``(type: ...)`` alone is not one)."""
+    return sorted(k for k, v in help_entries(text).items() if not re.sub(r"\(type:.*", "", v, flags=re.S).strip())
+
+
+def test_help_checker_finds_undocumented_options() -> None:
+    text = ("options:\n  -h, --help            Show this help message and exit.\n"
+            "  --model.alpha ALPHA   Margin of the alignment. (type: float, default: 0.85)\n"
+            "  --model.beta BETA     (type: float, default: 1.0)\n"
+            "  --model.gamma GAMMA\n                        (type: int, default: 2)\n")
+    assert set(help_entries(text)) == {"--help", "--model.alpha", "--model.beta", "--model.gamma"}
+    assert undocumented(text) == ["--model.beta", "--model.gamma"]
+
+
+def _help(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        run_lightning_cli(argv)
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["fit", "validate", "test", "predict"])
+def test_help_of_every_lightning_subcommand_documents_every_option(command: str, capsys) -> None:
+    out = _help([command, "--help"], capsys)
+    entries = help_entries(out)
+    for option in ("--config", "--trainer.max_steps", "--trainer.devices", "--trainer.strategy", "--model",
+                   "--data", "--ckpt_path", "--seed_everything"):
+        assert option in entries, option
+    assert undocumented(out) == []
+
+
+def _init_parameters(cls: type) -> set[str]:
+    """Named ``__init__`` parameters of ``cls`` and of every base its ``**kwargs`` reach."""
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        names |= {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            break
+    return names
+
+
+#: options whose description jsonargparse cannot read: da_toolkit/data/datamodule.py (not this area)
+#: documents ``val, test, predict`` in one docstring entry; see the strict xfail below
+DATAMODULE_GAPS = {"--data.val", "--data.test", "--data.predict"}
+
+
+@pytest.mark.parametrize(("group", "name"), [
+    ("model", "TeacherTask"), ("model", "StudentTask"), ("model", "MetricTask"),
+    ("data", "StudentDataModule"), ("data", "DepthDataModule"),
+])
+def test_model_and_data_help_documents_every_init_argument(group: str, name: str, capsys) -> None:
+    import da_toolkit.data.datamodule
+    import da_toolkit.tasks
+
+    cls = getattr(da_toolkit.tasks, name, None) or getattr(da_toolkit.data.datamodule, name)
+    out = _help(["fit", f"--{group}.help", name], capsys)
+    entries = help_entries(out)
+    expected = _init_parameters(cls)
+    assert expected, name
+    for param in expected:
+        assert any(k == f"--{group}.{param}" or k.startswith(f"--{group}.{param}.") for k in entries), param
+    assert set(undocumented(out)) - DATAMODULE_GAPS == set()
+
+
+@pytest.mark.xfail(strict=True, reason="da_toolkit/data/datamodule.py documents val, test, predict in one entry")
+def test_datamodule_help_documents_val_test_predict(capsys) -> None:
+    assert undocumented(_help(["fit", "--data.help", "DepthDataModule"], capsys)) == []

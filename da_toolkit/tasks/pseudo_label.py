@@ -137,8 +137,10 @@ class PseudoLabelTask(pl.LightningModule):
     """A frozen teacher producing relative disparity at the original image size.
 
     Args:
-        preset, model_overrides, encoder, decoder: the teacher architecture (as for the training
-            tasks).
+        preset: the teacher's model preset name (e.g. ``depth-anything-v2-vits``).
+        model_overrides: keyword overrides of the preset (e.g. a tiny ViT).
+        encoder: encoder module (``class_path``); with ``decoder``, replaces ``preset``.
+        decoder: decoder module, e.g. ``DPTDecoder``.
         weights: the trained teacher (a ``TeacherTask`` ``.ckpt``, safetensors, official ``.pth``
             or HF folder); its sha256 is recorded in every shard. Without it a random model is
             used (tests only; a warning says so).

@@ -51,11 +51,18 @@ class StudentTask(TeacherTask):
             ``encoder_weights`` is a DINOv2 file, as in the paper).
         frozen_encoder_weights: encoder weights loaded into the frozen encoder.
         feature_levels: encoder feature levels aligned (default: the last one).
-        seg_head: optional auxiliary segmentation head ``(features, (H,W)) -> logits``;
-            ``seg_loss`` its loss on ``batch["labeled"]["seg"]``, ``seg_weight`` its weight.
-        teacher_preset, teacher_overrides, teacher_weights, teacher_input_size: the online
-            teacher (a frozen model kept in memory; its weights file, e.g. a teacher ``.ckpt``).
-        labeled_weight, unlabeled_weight, feature_weight: weights of the terms of the mean.
+        seg_head: optional auxiliary segmentation head ``(features, (H,W)) -> logits``
+            (given together with ``seg_loss``).
+        seg_loss: auxiliary segmentation loss ``(logits (B,C,H,W), seg (B,H,W)) -> scalar`` on
+            ``batch["labeled"]["seg"]``.
+        seg_weight: weight of the segmentation term in the labeled loss.
+        teacher_preset: online teacher (a frozen model kept in memory that labels the clean
+            unlabeled images when the batch carries no offline pseudo-labels): its preset name.
+        teacher_overrides: keyword overrides of the online teacher's preset.
+        teacher_weights: the online teacher's weights file (e.g. a teacher ``.ckpt``).
+        labeled_weight: weight of the labeled term in the mean of the active terms.
+        unlabeled_weight: weight of the unlabeled (pseudo-labeled) term in the mean.
+        feature_weight: weight of the feature-alignment term in the mean.
         **kwargs: model / optimiser / evaluation arguments of
             :class:`~da_toolkit.tasks.base.DepthTask`.
     """

@@ -94,3 +94,16 @@ def test_interrupted_fit_stage_resumes_from_last_checkpoint(tmp_path: Path, caps
     err = capsys.readouterr().err
     assert "stage teacher: resumed and finished" in err
     assert json.loads((teacher / "done.json").read_text())["global_step"] == 3
+
+
+def test_help_documents_every_option(capsys) -> None:
+    from tests.test_lightning_cli import help_entries, undocumented
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert {"--help", "--config", "--output_dir"} == set(help_entries(out))
+    assert undocumented(out) == []
+    for word in ("stages", "evaluation", "results.json", "encoder_from", "overrides"):  # the recipe format
+        assert word in out, word

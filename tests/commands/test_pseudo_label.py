@@ -117,6 +117,14 @@ def test_help_and_bad_names_before_work(tmp_path: Path, capsys) -> None:
     for option in ("--store", "--dtype", "--model.weights", "--model.preset", "--data.sources", "--data.input_size",
                    "--trainer.devices"):
         assert option in out, option
+    from da_toolkit.tasks.pseudo_label import PseudoLabelTask, UnlabeledImages
+    from tests.test_lightning_cli import _init_parameters, help_entries, undocumented
+
+    entries = help_entries(out)
+    for group, cls in (("model", PseudoLabelTask), ("data", UnlabeledImages)):
+        for param in _init_parameters(cls) - {"store"}:  # data.store is linked to --store
+            assert any(k == f"--{group}.{param}" or k.startswith(f"--{group}.{param}.") for k in entries), param
+    assert undocumented(out) == []
     store = tmp_path / "store"
     cfg = yaml.safe_load(Path(_config(tmp_path, store, "unused.safetensors")).read_text())
     cfg["data"]["sources"][0]["class_path"] = "synthetik"
