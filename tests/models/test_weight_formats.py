@@ -310,3 +310,68 @@ def test_transformers_dinov2_backbone_parity(tmp_path: Path) -> None:
         ours = enc(x)
     torch.testing.assert_close(ours.cls_tokens[0], theirs[:, 0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(ours.features[0].flatten(2).transpose(1, 2), theirs[:, 1:], atol=1e-5, rtol=1e-4)
+
+
+def _official_vits_keys(features: int = 64, out: tuple[int, int, int, int] = (48, 96, 192, 384)) -> dict[str, tuple[int, ...]]:
+    """Hand-written key -> shape map of the official ``depth_anything_v2_vits.pth`` (and V1 vits:
+    same module names), from the official ``DepthAnythingV2`` / ``DPTHead`` / DINOv2 code:
+    ``pretrained`` = DINOv2 ViT-S/14 (blocks not chunked), ``depth_head`` = DPT without batch
+    norm and without class-token readout (``resize_layers.2`` is an Identity)."""
+    d, mlp = 384, 1536
+    keys: dict[str, tuple[int, ...]] = {
+        "pretrained.cls_token": (1, 1, d), "pretrained.pos_embed": (1, 1370, d), "pretrained.mask_token": (1, d),
+        "pretrained.patch_embed.proj.weight": (d, 3, 14, 14), "pretrained.patch_embed.proj.bias": (d,),
+        "pretrained.norm.weight": (d,), "pretrained.norm.bias": (d,),
+    }
+    for i in range(12):
+        b = f"pretrained.blocks.{i}."
+        keys.update({
+            b + "norm1.weight": (d,), b + "norm1.bias": (d,),
+            b + "attn.qkv.weight": (3 * d, d), b + "attn.qkv.bias": (3 * d,),
+            b + "attn.proj.weight": (d, d), b + "attn.proj.bias": (d,), b + "ls1.gamma": (d,),
+            b + "norm2.weight": (d,), b + "norm2.bias": (d,),
+            b + "mlp.fc1.weight": (mlp, d), b + "mlp.fc1.bias": (mlp,),
+            b + "mlp.fc2.weight": (d, mlp), b + "mlp.fc2.bias": (d,), b + "ls2.gamma": (d,),
+        })
+    h = "depth_head."
+    for i, c in enumerate(out):
+        keys[f"{h}projects.{i}.weight"], keys[f"{h}projects.{i}.bias"] = (c, d, 1, 1), (c,)
+        keys[f"{h}scratch.layer{i + 1}_rn.weight"] = (features, c, 3, 3)
+    keys.update({
+        h + "resize_layers.0.weight": (out[0], out[0], 4, 4), h + "resize_layers.0.bias": (out[0],),
+        h + "resize_layers.1.weight": (out[1], out[1], 2, 2), h + "resize_layers.1.bias": (out[1],),
+        h + "resize_layers.3.weight": (out[3], out[3], 3, 3), h + "resize_layers.3.bias": (out[3],),
+        h + "scratch.output_conv1.weight": (features // 2, features, 3, 3), h + "scratch.output_conv1.bias": (features // 2,),
+        h + "scratch.output_conv2.0.weight": (32, features // 2, 3, 3), h + "scratch.output_conv2.0.bias": (32,),
+        h + "scratch.output_conv2.2.weight": (1, 32, 1, 1), h + "scratch.output_conv2.2.bias": (1,),
+    })
+    for r in range(1, 5):
+        f = f"{h}scratch.refinenet{r}."
+        keys[f + "out_conv.weight"], keys[f + "out_conv.bias"] = (features, features, 1, 1), (features,)
+        for unit in ("resConfUnit1", "resConfUnit2"):
+            for conv in ("conv1", "conv2"):
+                keys[f"{f}{unit}.{conv}.weight"], keys[f"{f}{unit}.{conv}.bias"] = (features, features, 3, 3), (features,)
+    return keys
+
+
+@pytest.mark.parametrize("preset", ["depth-anything-v2-vits", "depth-anything-v1-vits", "depth-anything-v2-metric-vkitti-vits"])
+def test_official_key_names_and_shapes_match_the_official_code(preset: str, tmp_path: Path) -> None:
+    """Our official-format mapping against an independent, hand-written official key list; a file
+    with exactly those keys loads strictly."""
+    from da_toolkit.models.config import build_model
+    from da_toolkit.models.presets import get_preset
+
+    expected = _official_vits_keys()
+    with torch.device("meta"):
+        model = build_model(get_preset(preset).config)
+    mapped = {k: tuple(v.shape) for k, v in ours_to_official(model.state_dict()).items()}
+    assert sorted(set(mapped) - set(expected)) == [] and sorted(set(expected) - set(mapped)) == []
+    assert mapped == expected
+    g = torch.Generator().manual_seed(0)
+    path = tmp_path / "official.pth"
+    torch.save({k: torch.randn(s, generator=g) for k, s in expected.items()}, path)
+    loaded = load_model(preset, weights=path)
+    assert read_weights(path).format == "official"
+    ref = torch.load(path, weights_only=True)
+    assert torch.equal(loaded.encoder.blocks[11].ls2.gamma, ref["pretrained.blocks.11.ls2.gamma"])
+    assert torch.equal(loaded.decoder.scratch.output_conv2[2].weight, ref["depth_head.scratch.output_conv2.2.weight"])
