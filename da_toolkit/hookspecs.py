@@ -10,8 +10,9 @@ names match the hooks below. Rules common to every hook:
   clash is an error naming both plugins; prefix names with your plugin's name);
 * each class must subclass the base listed in :data:`KIND_BASES` for its kind; other values
   are reported as failures of the plugin and skipped;
-* hooks are called once per process, when the registry is first built: keep them (and the
-  plugin module's imports) cheap.
+* hooks are called when a registry is built (a model lookup may first build one holding only
+  its kind, e.g. encoders, before the full registry): return the same mapping on every call,
+  and keep hooks (and the plugin module's imports) cheap.
 
 Third-party packages declare ``[project.entry-points.da_toolkit] NAME = "module"`` in their
 ``pyproject.toml``; installing the package is enough for the toolkit to load it. The built-in
