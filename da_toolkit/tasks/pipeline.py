@@ -9,7 +9,8 @@ A pipeline recipe (e.g. ``recipes/quickstart.yaml``) is a YAML mapping::
       pseudo_labels: {kind: pseudo_label, teacher: teacher, config: {data: ..., trainer: ...}}
       student:       {kind: fit, pseudo_labels: pseudo_labels, config: {...}}
                                       # optional `encoder_from: teacher`: initialise the encoder
-                                      # from that stage's final checkpoint
+                                      # from that stage's final checkpoint; `init_from: teacher`:
+                                      # the whole model (encoder + decoder)
       student_no_feature_alignment:   # a variant: the config of `base` with dotted overrides
         {kind: fit, base: student, overrides: {model.init_args.feature_loss: null}}
     evaluation:
@@ -38,6 +39,8 @@ from typing import Any
 import yaml
 
 FINAL_CKPT = "final.ckpt"
+#: stage keys that name another stage
+STAGE_REFS = ("teacher", "pseudo_labels", "encoder_from", "init_from")
 DONE = "done.json"
 
 
@@ -138,7 +141,7 @@ class Pipeline:
             if base not in self.stages or base == name:
                 raise PipelineConfigError(f"{where}.base: unknown stage {base!r}")
             cfg = copy.deepcopy(self.stages[base].get("config") or {})
-            for ref in ("teacher", "pseudo_labels", "encoder_from"):
+            for ref in STAGE_REFS:
                 if ref in self.stages[base] and ref not in stage:
                     stage = {**stage, ref: self.stages[base][ref]}
                     self.stages[name] = stage
@@ -148,7 +151,7 @@ class Pipeline:
                 raise PipelineConfigError(f"{where}.config: expected the stage's config mapping")
         for key, value in dict(stage.get("overrides") or {}).items():
             set_dotted(cfg, key, value)
-        for ref in ("teacher", "pseudo_labels", "encoder_from"):
+        for ref in STAGE_REFS:
             if ref in stage and stage[ref] not in self.stages:
                 raise PipelineConfigError(f"{where}.{ref}: unknown stage {stage[ref]!r}")
         return cfg
@@ -178,7 +181,9 @@ class Pipeline:
         cfg = copy.deepcopy(self.stage_config(name))
         cfg.setdefault("seed_everything", self.seed)
         set_dotted(cfg, "trainer.default_root_dir", str(root))
-        if "encoder_from" in stage:  # e.g. the quickstart: no pretrained DINOv2 file exists offline
+        if "init_from" in stage:  # the whole model (encoder + decoder) from that stage's final checkpoint
+            set_dotted(cfg, "model.init_args.weights", str(self.final_checkpoint(stage["init_from"])))
+        if "encoder_from" in stage:  # e.g. no pretrained DINOv2 file exists offline
             set_dotted(cfg, "model.init_args.encoder_weights", str(self.final_checkpoint(stage["encoder_from"])))
         if "pseudo_labels" in stage:
             store = self.stage_dir(stage["pseudo_labels"])

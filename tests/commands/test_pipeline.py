@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from da_toolkit.commands.pipeline import main
 from da_toolkit.tasks.pipeline import Pipeline, PipelineConfigError
@@ -26,12 +27,26 @@ def test_pipeline_runs_then_skips_completed_stages(tmp_path: Path, capsys) -> No
     assert lines[-1] == f"results: {results_path}"
     results = json.loads(results_path.read_text())
     assert set(results) == {"teacher", "student"}
+    import torch
+
+    from da_toolkit.metrics import DepthMetrics
+
+    probe = DepthMetrics(alignment="lstsq-disparity")
+    probe.update(torch.rand(1, 8, 8) + 0.5, torch.rand(1, 8, 8) + 1.0, torch.ones(1, 8, 8, dtype=torch.bool))
+    metric_names = set(probe.compute())
+    assert {"abs_rel", "delta1", "rmse"} <= metric_names
     for model in results.values():
         assert set(model) == {"target_test", "source_test"}
         for metrics in model.values():
-            assert {"abs_rel", "delta1", "rmse", "num_images"} <= set(metrics)
+            assert set(metrics) == metric_names | {"num_images"}  # every DepthMetrics value, per model and set
             assert 0.0 <= metrics["delta1"] <= 1.0 and metrics["num_images"] == 3
-    assert any(line.startswith("teacher") for line in lines)  # the table
+    # the table: header, rule, one row per (model, set) with the abs_rel/delta1/rmse of results.json
+    table = lines[-7:-1]
+    assert table[0].split() == ["model", "set", "abs_rel", "delta1", "rmse"]
+    rows = {(r.split()[0], r.split()[1]): [float(x) for x in r.split()[2:]] for r in table[2:]}
+    assert set(rows) == {(m, s) for m in ("teacher", "student") for s in ("target_test", "source_test")}
+    for (m, s), values in rows.items():
+        assert values == pytest.approx([results[m][s][k] for k in ("abs_rel", "delta1", "rmse")], abs=1e-4)
     out = tmp_path / "out"
     assert (out / "teacher" / "final.ckpt").is_file() and (out / "student" / "done.json").is_file()
     assert (out / "pseudo_labels.done.json").is_file()
@@ -107,3 +122,55 @@ def test_help_documents_every_option(capsys) -> None:
     assert undocumented(out) == []
     for word in ("stages", "evaluation", "results.json", "encoder_from", "overrides"):  # the recipe format
         assert word in out, word
+
+
+def test_init_from_and_encoder_from_fill_the_weights_of_the_stage(tmp_path: Path, monkeypatch) -> None:
+    import da_toolkit.lightning_cli as lightning_cli
+
+    seen: dict[str, dict] = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_cli(argv: list[str]) -> None:
+        seen["cfg"] = yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text())
+        raise Stop
+
+    monkeypatch.setattr(lightning_cli, "run_lightning_cli", fake_cli)
+    recipe = tiny_quickstart(tmp_path / "o")
+    out = tmp_path / "o"
+    for key, field in (("init_from", "weights"), ("encoder_from", "encoder_weights")):
+        recipe["stages"]["student"].pop("encoder_from", None)
+        recipe["stages"]["student"][key] = "teacher"
+        pipe = Pipeline(recipe, output_dir=str(out))
+        with pytest.raises(Stop):
+            pipe.run_fit("student")
+        init = seen["cfg"]["model"]["init_args"]
+        assert init[field] == str(out / "teacher" / "final.ckpt")
+        other = "encoder_weights" if field == "weights" else "weights"
+        assert init.get(other) is None
+        # the ablations inherit the reference from their base
+        assert pipe.stages["student_no_feature_alignment"][key] == "teacher"
+        recipe["stages"]["student"].pop(key)
+    recipe["stages"]["student"]["init_from"] = "teachr"
+    with pytest.raises(PipelineConfigError, match="stages.student.init_from"):
+        Pipeline(recipe, output_dir=str(out))
+
+
+@pytest.mark.slow
+def test_whole_tiny_quickstart_with_ablations(tmp_path: Path, capsys) -> None:
+    """Every stage of recipes/quickstart.yaml as written (ablations included), shrunk to tiny sizes."""
+    recipe = tiny_quickstart(tmp_path / "out")
+    models = recipe["evaluation"]["models"]
+    assert set(models) == {"teacher", "student", "student_no_perturbation", "student_no_feature_alignment"}
+    assert main(["--config", str(write_recipe(recipe, tmp_path / "q.yaml"))]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    results_path = tmp_path / "out" / "results.json"
+    assert lines[-1] == f"results: {results_path}"
+    results = json.loads(results_path.read_text())
+    assert set(results) == set(models)
+    for name in models:
+        assert (tmp_path / "out" / name / "final.ckpt").is_file()
+        assert set(results[name]) == {"target_test", "source_test"}
+    nopert = yaml.safe_load((tmp_path / "out" / "configs" / "student_no_perturbation.yaml").read_text())
+    assert nopert["model"]["init_args"]["perturbation"] is None and nopert["model"]["init_args"]["cutmix"] is None
