@@ -130,11 +130,7 @@ class ImageFileDataset(Dataset):
 
     def bucket_keys(self) -> list[Hashable]:
         """Preprocessed size of each file (from headers); unreadable files share key ``None``."""
-        keys: list[Hashable] = []
-        for f in self.files:
-            size = header_size(f.path)
-            keys.append(None if size is None else target_size(*size, self.input_size))
-        return keys
+        return [_bucket_key(header_size(f.path), self.input_size) for f in self.files]
 
     def __getitem__(self, i: int) -> Sample:
         meta = self.meta(i)
@@ -142,6 +138,17 @@ class ImageFileDataset(Dataset):
             return make_sample(_read_rgb(self.files[i].path), meta, self.input_size, self.keep_images)
         except Exception as exc:  # noqa: BLE001 - reported per file, the run continues
             return error_sample(meta, exc)
+
+
+def _bucket_key(size: tuple[int, int] | None, input_size: int) -> Hashable:
+    """Network input size of an image of ``size`` (``None``: unknown, or refused by the size guard,
+    in which case ``__getitem__`` reports the item's error and the run goes on)."""
+    if size is None:
+        return None
+    try:
+        return target_size(*size, input_size)
+    except ValueError:
+        return None
 
 
 class ImageListDataset(Dataset):
@@ -158,10 +165,9 @@ class ImageListDataset(Dataset):
         keys: list[Any] = []
         for im in self.images:
             if isinstance(im, np.ndarray):
-                keys.append(target_size(*im.shape[:2], self.input_size) if im.ndim == 3 else None)
+                keys.append(_bucket_key(im.shape[:2] if im.ndim == 3 else None, self.input_size))
             else:
-                size = header_size(Path(im))
-                keys.append(None if size is None else target_size(*size, self.input_size))
+                keys.append(_bucket_key(header_size(Path(im)), self.input_size))
         return keys
 
     def __getitem__(self, i: int) -> Sample:

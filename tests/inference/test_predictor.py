@@ -74,3 +74,16 @@ def test_predictor_does_not_cast_callers_model(tiny_model, rng):
 
     Predictor(tiny_model, precision="bf16-true", input_size=28, progress=False).predict(_images(rng, [(20, 20)]))
     assert next(tiny_model.parameters()).dtype == torch.float32
+
+
+def test_absurd_aspect_ratio_is_a_per_item_error(tiny_model, rng, tmp_path):
+    # 10000x10 would need a 518000x518 network input: refused for that item only
+    tall = np.zeros((10000, 10, 3), dtype=np.uint8)
+    path = tmp_path / "tall.png"
+    Image.fromarray(tall).save(path)
+    ok = _images(rng, [(20, 20)])[0]
+    pred = Predictor(tiny_model, batch_size=2, input_size=518)
+    items = pred.predict_items([ok, tall, str(path)])
+    assert items[0].error is None and items[0].depth.shape == (20, 20)
+    for item in items[1:]:
+        assert item.depth is None and "10000x10" in str(item.error)
