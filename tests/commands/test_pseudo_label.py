@@ -101,6 +101,12 @@ def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     shards = sorted(p.name for p in two.iterdir() if p.is_dir())
     assert shards == ["rank000", "rank001"]
+    from da_toolkit.data.pseudo_store import read_manifest
+
+    # each item exactly once across the two shards (raw manifests: the reader would hide repeats)
+    ids = [entry["id"] for shard in shards for entry in read_manifest(two / shard)]
+    assert len(ids) == len(set(ids)) == 7
+    assert all(read_manifest(two / shard) for shard in shards)  # both ranks did work
     a, b = _store_items(one), _store_items(two)
     assert sorted(a) == sorted(b) and len(b) == 7
     for key in a:
