@@ -110,6 +110,22 @@ def test_test_subcommand_logs_test_metrics(tmp_path: Path) -> None:
     assert 0.0 <= float(metrics["test/delta1"]) <= 1.0
 
 
+def test_validate_subcommand_logs_val_metrics_of_a_checkpoint(tmp_path: Path) -> None:
+    cfg = _teacher_config(tmp_path / "run", 1)
+    cli = run_lightning_cli(["fit", "--config", _write(tmp_path / "f.yaml", cfg)])
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    cfg["data"]["init_args"]["val"] = [{"class_path": "synthetic",
+                                        "init_args": {"length": 2, "size": [42, 56], "seed": 5}}]
+    cfg["trainer"]["limit_val_batches"] = 1.0
+    cli = run_lightning_cli(["validate", "--config", _write(tmp_path / "v.yaml", cfg), "--ckpt_path", str(last)])
+    metrics = cli.trainer.callback_metrics
+    assert {"val/abs_rel", "val/delta1", "val/rmse"} <= set(metrics)
+    assert 0.0 <= float(metrics["val/delta1"]) <= 1.0
+    assert Path(cli.trainer.ckpt_path) == last  # the trained weights were validated
+    assert not list((tmp_path / "run" / "checkpoints").glob("*v1*"))  # validate writes no checkpoint
+
+
 def test_missing_files_are_named(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         run_lightning_cli(["fit", "--config", str(tmp_path / "nope.yaml")])
