@@ -21,6 +21,20 @@ def test_every_recipe_is_covered_here() -> None:
     assert found == set(OWNED)
 
 
+def test_every_recipe_anywhere_is_run_by_some_test() -> None:
+    """recipes/**/*.yaml (infer*, skin/... included) each appear in a test that runs them."""
+    tests = RECIPES.parent / "tests"
+    texts = {p: p.read_text() for p in tests.rglob("test_*.py")}
+    runners = {"infer.yaml": "test_predict_cli.py", "infer_video.yaml": "test_video.py",
+               "student_convnext.yaml": "test_skin_recipe.py", "quickstart.yaml": "pipeline_helpers.py"}
+    texts.update({p: p.read_text() for p in tests.rglob("pipeline_helpers.py")})
+    for recipe in sorted(RECIPES.rglob("*.yaml")):
+        users = [p.name for p, t in texts.items() if f'"{recipe.name}"' in t]
+        assert users, f"no test names {recipe.relative_to(RECIPES.parent)}"
+        if recipe.name in runners:
+            assert runners[recipe.name] in users, (recipe.name, users)
+
+
 @pytest.mark.parametrize("name", ["teacher.yaml", "student.yaml", "metric_finetune.yaml", "pseudo_label.yaml"])
 def test_paper_recipes_hold_paper_settings_and_marked_paths(name: str) -> None:
     text = (RECIPES / name).read_text()
