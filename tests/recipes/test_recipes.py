@@ -82,7 +82,9 @@ def test_pseudo_label_then_student_recipes_run(tmp_path: Path, tiny_weights: str
     assert result["written"] == 6
     assert len(PseudoLabelSource(store)) == 6
 
-    override = {"trainer": tiny_trainer(tmp_path / "student"),
+    trainer = tiny_trainer(tmp_path / "student")
+    del trainer["precision"]  # the recipe's bf16-mixed, as written (CPU autocast)
+    override = {"trainer": trainer,
                 "model": {"init_args": {"preset": "tiny", "encoder_weights": tiny_weights}},
                 "data": {"init_args": {"labeled": [synthetic(4)], "val": [synthetic(1, seed=9)],
                                         "pseudo_labeled": [{"class_path": "pseudo_labels",
@@ -92,7 +94,7 @@ def test_pseudo_label_then_student_recipes_run(tmp_path: Path, tiny_weights: str
     cli = run_lightning_cli(["fit", "--config", str(RECIPES / "student.yaml"),
                              "--config", write(tmp_path / "s.yaml", override)])
     task = cli.model
-    assert cli.trainer.global_step == 2
+    assert cli.trainer.global_step == 2 and cli.trainer.precision == "bf16-mixed"
     assert task.cutmix is not None and task.perturbation is not None and task.frozen_encoder is not None
     assert {"train/unlabeled", "train/feature", "train/labeled"} <= set(cli.trainer.callback_metrics)
 
