@@ -96,3 +96,38 @@ def test_ddp_fit_with_two_cpu_processes(tmp_path: Path) -> None:
     proc = _fit(cfg)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _step(tmp_path / "ddp" / "checkpoints" / "last.ckpt") == 3
+
+
+@pytest.mark.slow
+def test_ddp_student_fit_with_two_cpu_processes(tmp_path: Path) -> None:
+    """The full student (store, perturbations, CutMix, feature alignment to a frozen encoder) under DDP."""
+    from da_toolkit.commands.pseudo_label import run as pseudo_label
+    from da_toolkit.models.presets import load_model
+    from da_toolkit.models.weights import save_weights
+
+    torch.manual_seed(0)
+    weights = tmp_path / "teacher.safetensors"
+    save_weights(load_model("tiny"), weights)
+    store = tmp_path / "store"
+    pl_cfg = tmp_path / "pl.yaml"
+    pl_cfg.write_text(yaml.safe_dump({
+        "store": str(store), "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
+        "model": {"preset": "tiny", "weights": str(weights)},
+        "data": {"sources": [{"class_path": "synthetic", "init_args": {"length": 8, "size": [42, 56], "seed": 3,
+                                                                         "labeled": False}}], "input_size": 28}}))
+    assert pseudo_label(["--config", str(pl_cfg)])["written"] == 8
+    cfg = _config(tmp_path / "ddp", 3, devices=2, strategy="ddp", deterministic=False)
+    cfg["model"] = {"class_path": "StudentTask", "init_args": {
+        "preset": "tiny", "encoder_weights": str(weights), "optim": {"encoder_lr": 1.0e-4},
+        "perturbation": {"class_path": "strong_photometric"}, "cutmix": {"class_path": "cutmix", "init_args": {"p": 0.5}},
+        "feature_loss": {"class_path": "feature_alignment", "init_args": {"margin": 0.85}},
+        "log_images_every_n_steps": 0}}
+    cfg["data"]["class_path"] = "StudentDataModule"
+    cfg["data"]["init_args"]["pseudo_labeled"] = [{"class_path": "pseudo_labels", "init_args": {"root": str(store)}}]
+    path = tmp_path / "student_ddp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = _fit(path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _step(tmp_path / "ddp" / "checkpoints" / "last.ckpt") == 3
+    state = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert any(k.startswith("frozen_encoder.") for k in state["state_dict"])
