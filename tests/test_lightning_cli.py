@@ -220,11 +220,6 @@ def _init_parameters(cls: type) -> set[str]:
     return names
 
 
-#: options whose description jsonargparse cannot read: da_toolkit/data/datamodule.py (not this area)
-#: documents ``val, test, predict`` in one docstring entry; see the strict xfail below
-DATAMODULE_GAPS = {"--data.val", "--data.test", "--data.predict"}
-
-
 @pytest.mark.parametrize(("group", "name"), [
     ("model", "TeacherTask"), ("model", "StudentTask"), ("model", "MetricTask"),
     ("data", "StudentDataModule"), ("data", "DepthDataModule"),
@@ -240,9 +235,8 @@ def test_model_and_data_help_documents_every_init_argument(group: str, name: str
     assert expected, name
     for param in expected:
         assert any(k == f"--{group}.{param}" or k.startswith(f"--{group}.{param}.") for k in entries), param
-    assert set(undocumented(out)) - DATAMODULE_GAPS == set()
+    assert undocumented(out) == []
 
 
-@pytest.mark.xfail(strict=True, reason="da_toolkit/data/datamodule.py documents val, test, predict in one entry")
 def test_datamodule_help_documents_val_test_predict(capsys) -> None:
     assert undocumented(_help(["fit", "--data.help", "DepthDataModule"], capsys)) == []

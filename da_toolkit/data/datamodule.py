@@ -40,7 +40,9 @@ class DepthDataModule(L.LightningDataModule):
     Args:
         labeled: labeled sources (depth + valid).
         unlabeled: unlabeled sources (images; any depth they carry is ignored).
-        val, test, predict: evaluation / prediction sources.
+        val: validation sources (labeled; full images, metrics at ground-truth resolution).
+        test: test sources (labeled; full images).
+        predict: prediction sources (images; full size).
         crop_size: training crop side in pixels (518 in the papers; tests use tiny sizes).
         batch_size: labeled samples per training batch (also the unlabeled batch size when
             there is no labeled stream).
