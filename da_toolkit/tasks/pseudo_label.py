@@ -65,10 +65,11 @@ def weights_hash(path: str | None, fallback: str) -> str:
 class _PreparedItems(Dataset):
     """Items of one source as ``{"image": (3,h',w') normalised, "size", "id", "image_ref", "skip"}``."""
 
-    def __init__(self, source: Dataset, input_size: int, done: set[str]) -> None:
+    def __init__(self, source: Dataset, input_size: int, done: set[str], strict: bool = False) -> None:
         self.source = source
         self.input_size = input_size
         self.done = done
+        self.strict = strict
 
     def __len__(self) -> int:
         return len(self.source)  # type: ignore[arg-type]
@@ -76,16 +77,28 @@ class _PreparedItems(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         from da_toolkit.models.preprocess import prepare_image
 
-        sample = self.source[index]
+        from da_toolkit.data.errors import SampleReadError
+
+        where = f"{type(self.source).__name__}[{index}]"
+        try:
+            sample = self.source[index]
+        except SampleReadError as exc:  # unreadable file: reported, skipped (strict: raised)
+            if self.strict:
+                raise
+            return {"id": where, "skip": True, "image": None, "error": str(exc)}
         meta = sample.get("meta", {})
         if "id" not in meta or "image_ref" not in meta:
-            raise ValueError(
-                f"{type(self.source).__name__}[{index}]: sample meta needs 'id' and 'image_ref' to be pseudo-labeled"
-            )
+            raise ValueError(f"{where}: sample meta needs 'id' and 'image_ref' to be pseudo-labeled")
         item = {"id": str(meta["id"]), "image_ref": meta["image_ref"], "size": tuple(sample["image"].shape[:2])}
         if item["id"] in self.done:
             return {**item, "skip": True, "image": None}
-        return {**item, "skip": False, "image": prepare_image(sample["image"], self.input_size)[0]}
+        try:
+            image = prepare_image(sample["image"], self.input_size)[0]
+        except ValueError as exc:  # e.g. refused by the size guard (absurd aspect ratio)
+            if self.strict:
+                raise ValueError(f"{where} ({item['id']}): {exc}") from None
+            return {**item, "skip": True, "image": None, "error": f"{item['id']}: {exc}"}
+        return {**item, "skip": False, "image": image}
 
 
 def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -101,6 +114,8 @@ class UnlabeledImages(pl.LightningDataModule):
         input_size: lower bound of the shorter side fed to the teacher (official: 518).
         batch_size: items per predict step (same-size items are batched together).
         num_workers: loader worker processes.
+        strict: stop at the first unreadable or refused image (naming it) instead of reporting it
+            and labelling the rest.
     """
 
     def __init__(
@@ -110,6 +125,7 @@ class UnlabeledImages(pl.LightningDataModule):
         input_size: int = 518,
         batch_size: int = 1,
         num_workers: int = 0,
+        strict: bool = False,
     ) -> None:
         super().__init__()
         if not sources:
@@ -119,13 +135,14 @@ class UnlabeledImages(pl.LightningDataModule):
         self.input_size = int(input_size)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
+        self.strict = bool(strict)
         self.dataset: Dataset | None = None
 
     def setup(self, stage: str) -> None:
         from torch.utils.data import ConcatDataset
 
         done = store_done_ids(self.store) if self.store else set()
-        self.dataset = ConcatDataset([_PreparedItems(s, self.input_size, done) for s in self.sources])
+        self.dataset = ConcatDataset([_PreparedItems(s, self.input_size, done, self.strict) for s in self.sources])
 
     def predict_dataloader(self) -> DataLoader:
         assert self.dataset is not None
@@ -161,11 +178,21 @@ class PseudoLabelTask(pl.LightningModule):
         self.model = frozen_copy(build_depth_model(preset, model_overrides, encoder, decoder, weights))
         self.teacher_hash = weights_hash(weights, fallback=f"random-init:{preset}")
         self.settings_base = {"preset": preset, "model_overrides": dict(model_overrides or {})}
+        self.failures: list[str] = []  # unreadable / refused items of this run (not written)
+
+    def on_predict_end(self) -> None:
+        if self.failures:
+            lines = "\n".join(f"  {f}" for f in self.failures)
+            print(f"pseudo-label: {len(self.failures)} item(s) could not be labeled (re-run to retry):\n{lines}")
 
     def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
         """Per item: ``{"id", "image_ref", "disparity": float32 (H,W) numpy}`` (skipped items left out)."""
         from da_toolkit.models.preprocess import upsample_prediction
 
+        for item in batch:
+            if item.get("error"):
+                self.failures.append(item["error"])
+                warnings.warn(f"pseudo-label: skipped {item['error']}", UserWarning, stacklevel=2)
         todo = [item for item in batch if not item["skip"]]
         out: list[dict[str, Any]] = []
         groups: dict[tuple[int, ...], list[dict[str, Any]]] = {}

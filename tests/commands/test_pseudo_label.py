@@ -174,3 +174,42 @@ def test_sigkill_mid_job_then_rerun_labels_every_item_once(tmp_path: Path) -> No
     assert sorted(a) == sorted(b)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def _folder_config(tmp_path: Path, store: Path, weights: str, strict: bool) -> str:
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(photos / f"ok{i}.png")
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    Image.fromarray(np.zeros((3000, 2, 3), dtype=np.uint8)).save(photos / "needle.png")  # refused size
+    cfg = {"store": str(store), "dtype": "float32",
+           "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
+           "model": {"preset": "tiny", "weights": weights},
+           "data": {"sources": [{"class_path": "image_folder", "init_args": {"root": str(photos)}}],
+                    "input_size": 518, "batch_size": 2, "strict": strict}}
+    path = tmp_path / f"pl_{strict}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_bad_images_are_reported_and_the_rest_labeled(tmp_path: Path, capsys) -> None:
+    weights = _weights(tmp_path / "t.safetensors")
+    store = tmp_path / "store"
+    # the 3000x2 "needle" would need a 777000x518 network input: refused by the size guard
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        result = run(["--config", _folder_config(tmp_path, store, weights, strict=False)])
+    assert result["written"] == 3
+    ids = sorted(_store_items(store))
+    assert len(ids) == 3 and all("ok" in i for i in ids), ids
+    out = capsys.readouterr().out
+    assert "2 item(s) could not be labeled" in out and "broken.jpg" in out and "needle.png" in out
+
+
+def test_strict_mode_stops_at_the_bad_image(tmp_path: Path) -> None:
+    weights = _weights(tmp_path / "t.safetensors")
+    with pytest.raises(Exception, match="broken.jpg"):
+        run(["--config", _folder_config(tmp_path, tmp_path / "store", weights, strict=True)])
