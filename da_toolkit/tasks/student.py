@@ -44,6 +44,8 @@ class StudentTask(TeacherTask):
             (default ``CutMixAffineInvariantLoss(trim=0.1)``).
         perturbation: photometric strong perturbation ``(B,3,H,W) -> (B,3,H,W)`` in ``[0,1]``
             (e.g. ``strong_photometric``); ``None`` = off.
+        perturb_labeled: also apply ``perturbation`` to the labeled images (off by default, as in
+            the paper: only unlabeled images are perturbed; CutMix never touches labeled images).
         cutmix: mixing module returning ``(mixed, mask, pairing)``; ``None`` = off.
         feature_loss: e.g. ``FeatureAlignmentLoss(margin=0.85)``; ``None`` = off.
         frozen_encoder: the frozen alignment target; default: a frozen copy of the student's
@@ -74,6 +76,7 @@ class StudentTask(TeacherTask):
         gradient_weight: float = 2.0,
         unlabeled_loss: nn.Module | None = None,
         perturbation: nn.Module | None = None,
+        perturb_labeled: bool = False,
         cutmix: nn.Module | None = None,
         feature_loss: nn.Module | None = None,
         frozen_encoder: nn.Module | None = None,
@@ -94,6 +97,7 @@ class StudentTask(TeacherTask):
                          gradient_weight=gradient_weight, **kwargs)
         self.unlabeled_loss = unlabeled_loss if unlabeled_loss is not None else _default_cutmix_loss()
         self.perturbation = perturbation
+        self.perturb_labeled = bool(perturb_labeled)
         self.cutmix = cutmix
         self.feature_loss = feature_loss
         self.feature_levels = tuple(int(i) for i in feature_levels)
@@ -192,7 +196,10 @@ class StudentTask(TeacherTask):
         terms: dict[str, Tensor] = {}
         pred = None
         if "labeled" in batch:
-            lab_terms, pred = self.labeled_terms(batch["labeled"])
+            labeled = batch["labeled"]
+            if self.perturb_labeled and self.perturbation is not None:
+                labeled = {**labeled, "image": self.perturbation(labeled["image"])}
+            lab_terms, pred = self.labeled_terms(labeled)
             terms.update(lab_terms)
             terms["labeled"] = self.labeled_total(lab_terms)
         if "unlabeled" in batch:

@@ -90,3 +90,29 @@ def test_aux_segmentation_term() -> None:
     assert float(terms["labeled"]) == pytest.approx(float(terms["ssi"] + terms["seg"]), rel=1e-5)
     total.backward()
     assert any(p.grad is not None for p in task.seg_head.parameters())
+
+
+class _Recorder(torch.nn.Module):
+    """Identity perturbation that records every batch it is applied to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.seen.append(images.clone())
+        return images
+
+
+@pytest.mark.parametrize("perturb_labeled", [False, True])
+def test_perturbations_touch_labeled_images_only_when_configured(perturb_labeled: bool) -> None:
+    rec = _Recorder()
+    task = _student(perturbation=rec, cutmix=None, perturb_labeled=perturb_labeled)
+    batch = {"labeled": make_labeled(2), "unlabeled": make_unlabeled(4, depth=True)}
+    task.compute_loss(batch)
+    expected = [batch["unlabeled"]["image"]]
+    if perturb_labeled:
+        expected = [batch["labeled"]["image"], *expected]
+    assert len(rec.seen) == len(expected)
+    for seen, image in zip(rec.seen, expected):
+        assert torch.equal(seen, image)
