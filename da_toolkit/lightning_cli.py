@@ -25,7 +25,7 @@ from typing import Any
 import lightning.pytorch as pl
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from da_toolkit.tasks.config_names import UnknownClassPathError, resolve_class_path, resolve_config
 
@@ -77,6 +77,43 @@ def preprocess_args(argv: Sequence[str], tmpdir: str) -> list[str]:
             out.append(arg)
         i += 1
     return out
+
+
+#: first line of every resolved config da-toolkit saves; a file without it is never overwritten
+SAVED_CONFIG_HEADER = "# resolved run config, written by da-toolkit (re-runs overwrite this file)\n"
+
+
+class SafeSaveConfigCallback(SaveConfigCallback):
+    """Saves the resolved config as ``<log_dir>/config.yaml`` without ever clobbering a user file.
+
+    Re-runs overwrite a config this callback wrote before (it starts with
+    :data:`SAVED_CONFIG_HEADER`); any other existing file of that name (e.g. the user's own recipe
+    in the working directory when ``logger: false``) is left untouched and the config goes to
+    ``config.da-toolkit.yaml`` instead, with a warning.
+    """
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not self.already_saved and self.save_to_log_dir and trainer.is_global_zero and trainer.log_dir:
+            target = Path(trainer.log_dir) / self.config_filename
+            if target.is_file() and not _saved_by_us(target):
+                fallback = target.with_name(f"{target.stem}.da-toolkit{target.suffix}")
+                warnings.warn(f"da-toolkit: {target} exists and was not written by da-toolkit; leaving it "
+                              f"untouched and saving the run's config to {fallback}", UserWarning, stacklevel=2)
+                self.config_filename = fallback.name
+        super().setup(trainer, pl_module, stage)
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.save_to_log_dir and trainer.log_dir:
+            path = Path(trainer.log_dir) / self.config_filename
+            if path.is_file() and not _saved_by_us(path):
+                from da_toolkit.data.io import atomic_write_bytes
+
+                atomic_write_bytes(path, (SAVED_CONFIG_HEADER + path.read_text()).encode())
+
+
+def _saved_by_us(path: Path) -> bool:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.readline() == SAVED_CONFIG_HEADER
 
 
 class DepthLightningCLI(LightningCLI):
@@ -148,6 +185,7 @@ def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCL
                 subclass_mode_data=True,
                 args=args,
                 run=run,
+                save_config_callback=SafeSaveConfigCallback,
                 save_config_kwargs={"overwrite": True},
                 parser_kwargs={"prog": "da-toolkit"},
             )

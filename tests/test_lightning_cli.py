@@ -240,3 +240,22 @@ def test_model_and_data_help_documents_every_init_argument(group: str, name: str
 
 def test_datamodule_help_documents_val_test_predict(capsys) -> None:
     assert undocumented(_help(["fit", "--data.help", "DepthDataModule"], capsys)) == []
+
+
+def test_a_users_config_yaml_in_the_log_dir_is_never_overwritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # logger: false + no default_root_dir -> Lightning's log dir is the working directory
+    monkeypatch.chdir(tmp_path)
+    cfg = _teacher_config(tmp_path / "run", 1)
+    del cfg["trainer"]["default_root_dir"]
+    cfg["trainer"]["callbacks"] = []
+    cfg["trainer"]["enable_checkpointing"] = False
+    mine = tmp_path / "config.yaml"
+    mine.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    original = mine.read_text()
+    with pytest.warns(UserWarning, match="not written by da-toolkit"):
+        run_lightning_cli(["fit", "--config", str(mine)])
+    assert mine.read_text() == original  # the user's recipe is untouched
+    saved = tmp_path / "config.da-toolkit.yaml"
+    assert saved.read_text().startswith("# resolved run config, written by da-toolkit")
+    run_lightning_cli(["fit", "--config", str(mine)])  # a re-run overwrites only its own record
+    assert mine.read_text() == original and "TeacherTask" in saved.read_text()
