@@ -175,10 +175,8 @@ class StudentTask(TeacherTask):
     def labeled_terms(self, labeled: dict[str, Any]) -> tuple[dict[str, Tensor], Tensor]:
         if self.seg_head is None or "seg" not in labeled:
             return super().labeled_terms(labeled)
-        from da_toolkit.tasks.targets import disparity_targets
-
         pred, enc = self(labeled["image"], return_features=True)
-        target, valid = disparity_targets(labeled["depth"], labeled["valid"], labeled["depth_kind"])
+        target, valid = self.labeled_targets(labeled)
         terms = {"ssi": self.labeled_loss(pred, target, valid)}
         if self.gradient_loss is not None:
             terms["gm"] = self.gradient_loss(pred, target, valid)

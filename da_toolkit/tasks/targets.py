@@ -12,13 +12,16 @@ DISPARITY_KINDS = frozenset({"disparity", "relative"})
 METRIC_KIND = "metric"
 
 
-def disparity_targets(depth: Tensor, valid: Tensor, depth_kind: Sequence[str]) -> tuple[Tensor, Tensor]:
+def disparity_targets(
+    depth: Tensor, valid: Tensor, depth_kind: Sequence[str], sky: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Per-sample disparity targets ``(B,H,W)`` and valid masks ``(B,H,W)`` bool.
 
     Samples of kind ``metric`` (metres) become ``1/depth`` normalised to ``[0,1]`` per image
     (:func:`da_toolkit.losses.targets.depth_to_normalized_disparity`); ``disparity`` and
     ``relative`` samples are kept as they are (affine-invariant losses ignore their scale).
-    Non-finite values are masked out.
+    Non-finite values are masked out. ``sky`` (bool ``(B,H,W)``, optional) marks sky pixels of
+    metric samples: they become valid with disparity 0 (SPEC 3).
     """
     from da_toolkit.losses.targets import depth_to_normalized_disparity
 
@@ -33,7 +36,7 @@ def disparity_targets(depth: Tensor, valid: Tensor, depth_kind: Sequence[str]) -
     is_metric = torch.tensor([k == METRIC_KIND for k in depth_kind], device=depth.device)
     if not bool(is_metric.any()):
         return torch.nan_to_num(depth), valid
-    disp_m, valid_m = depth_to_normalized_disparity(torch.nan_to_num(depth, nan=0.0, posinf=0.0), valid)
+    disp_m, valid_m = depth_to_normalized_disparity(torch.nan_to_num(depth, nan=0.0, posinf=0.0), valid, sky=sky)
     sel = is_metric[:, None, None]
     return torch.where(sel, disp_m, torch.nan_to_num(depth)), torch.where(sel, valid_m, valid)
 

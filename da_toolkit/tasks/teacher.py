@@ -29,6 +29,10 @@ class TeacherTask(DepthTask):
             (default ``AffineInvariantLoss(trim=0)``).
         gradient_loss: optional gradient-matching loss ``(pred, target, mask) -> scalar`` (V2).
         gradient_weight: its weight (V2: ssi:gm = 1:2).
+        sky_label: ``seg`` label of sky pixels: in labeled metric samples that carry ``seg``,
+            those pixels become valid with disparity 0 (SPEC 3: sky = disparity 0). ``None``
+            (default): sky stays invalid, as the data sources mark it. The synthetic source
+            labels sky 0.
         **kwargs: model / optimiser / evaluation arguments of :class:`DepthTask`.
     """
 
@@ -37,17 +41,26 @@ class TeacherTask(DepthTask):
         labeled_loss: nn.Module | None = None,
         gradient_loss: nn.Module | None = None,
         gradient_weight: float = 2.0,
+        sky_label: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.labeled_loss = labeled_loss if labeled_loss is not None else _default_affine()
         self.gradient_loss = gradient_loss
         self.gradient_weight = float(gradient_weight)
+        self.sky_label = sky_label
+
+    def labeled_targets(self, labeled: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """Disparity targets and valid masks ``(B,H,W)`` of a labeled batch (sky per ``sky_label``)."""
+        sky = None
+        if self.sky_label is not None and "seg" in labeled:
+            sky = labeled["seg"] == self.sky_label
+        return disparity_targets(labeled["depth"], labeled["valid"], labeled["depth_kind"], sky=sky)
 
     def labeled_terms(self, labeled: dict[str, Any]) -> tuple[dict[str, Tensor], Tensor]:
         """Named loss terms on a labeled batch, and the prediction ``(B,H,W)`` disparity."""
         pred = self(labeled["image"])
-        target, valid = disparity_targets(labeled["depth"], labeled["valid"], labeled["depth_kind"])
+        target, valid = self.labeled_targets(labeled)
         terms = {"ssi": self.labeled_loss(pred, target, valid)}
         if self.gradient_loss is not None:
             terms["gm"] = self.gradient_loss(pred, target, valid)
