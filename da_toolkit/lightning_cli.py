@@ -93,22 +93,27 @@ class SafeSaveConfigCallback(SaveConfigCallback):
     """
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not self.already_saved and self.save_to_log_dir and trainer.is_global_zero and trainer.log_dir:
-            target = Path(trainer.log_dir) / self.config_filename
-            if target.is_file() and not _saved_by_us(target):
-                fallback = target.with_name(f"{target.stem}.da-toolkit{target.suffix}")
-                warnings.warn(f"da-toolkit: {target} exists and was not written by da-toolkit; leaving it "
-                              f"untouched and saving the run's config to {fallback}", UserWarning, stacklevel=2)
-                self.config_filename = fallback.name
+        self._target: Path | None = None
+        if not self.already_saved and self.save_to_log_dir:
+            log_dir = trainer.log_dir  # a collective call (broadcast): every rank must make it
+            if trainer.is_global_zero and log_dir:
+                target = Path(log_dir) / self.config_filename
+                if target.is_file() and not _saved_by_us(target):
+                    fallback = target.with_name(f"{target.stem}.da-toolkit{target.suffix}")
+                    warnings.warn(f"da-toolkit: {target} exists and was not written by da-toolkit; leaving "
+                                  f"it untouched and saving the run's config to {fallback}", UserWarning,
+                                  stacklevel=2)
+                    self.config_filename = fallback.name
+                self._target = Path(log_dir) / self.config_filename
         super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.save_to_log_dir and trainer.log_dir:
-            path = Path(trainer.log_dir) / self.config_filename
-            if path.is_file() and not _saved_by_us(path):
-                from da_toolkit.data.io import atomic_write_bytes
+        # runs on rank zero only: no collective calls here (trainer.log_dir would broadcast)
+        path = getattr(self, "_target", None)
+        if path is not None and path.is_file() and not _saved_by_us(path):
+            from da_toolkit.data.io import atomic_write_bytes
 
-                atomic_write_bytes(path, (SAVED_CONFIG_HEADER + path.read_text()).encode())
+            atomic_write_bytes(path, (SAVED_CONFIG_HEADER + path.read_text()).encode())
 
 
 def _saved_by_us(path: Path) -> bool:
