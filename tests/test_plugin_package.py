@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.plugin_install import install_to_target
+
 from da_toolkit import plugins
 from da_toolkit.commands.plugins import format_registry
 
@@ -29,21 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = REPO / "plugins" / "da-toolkit-dermoscopy"
 DIST = "da-toolkit-dermoscopy"
 PLUGIN_ENV = ("DA_TOOLKIT_DISABLE_PLUGIN_AUTOLOAD", "DA_TOOLKIT_BLOCK_PLUGINS", "DA_TOOLKIT_PLUGINS")
-
-
-def install_to_target(package_dir: Path, workdir: Path) -> Path:
-    """Copy ``package_dir`` (so the build leaves no files in the repository) and pip-install it,
-    offline, into ``workdir/site``; returns that folder."""
-    src = workdir / "src-copy"
-    shutil.copytree(package_dir, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "dist"))
-    site = workdir / "site"
-    cmd = [
-        sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-        "--no-cache-dir", "--disable-pip-version-check", "--quiet", "--target", str(site), str(src),
-    ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"pip install of {package_dir} failed:\n{done.stdout}\n{done.stderr}"
-    return site
 
 
 def env_with(site: Path) -> dict[str, str]:

@@ -33,6 +33,7 @@ from da_toolkit.plugins import (
     build_plugin_manager,
     build_registry,
 )
+from tests.plugin_install import pip_install_target
 
 # --------------------------------------------------------------------------- helpers
 
@@ -491,17 +492,6 @@ def _write_throwaway_package(root: Path) -> Path:
         )
     )
     return pkg
-
-
-def pip_install_target(package_dir: Path, target: Path) -> None:
-    """Build and install a package with pip, offline, into ``target`` (a site dir of its own, so
-    the shared environment is never modified and nothing needs uninstalling)."""
-    cmd = [
-        sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-        "--no-cache-dir", "--disable-pip-version-check", "--quiet", "--target", str(target), str(package_dir),
-    ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"pip failed:\n{done.stdout}\n{done.stderr}"
 
 
 def da_toolkit_command() -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,25 +20,12 @@ import torch
 import yaml
 from PIL import Image
 
+from tests.plugin_install import install_to_target
+
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "skin" / "student_convnext.yaml"
 PLUGIN_DIR = REPO / "plugins" / "da-toolkit-dermoscopy"
 PLUGIN_ENV = ("DA_TOOLKIT_DISABLE_PLUGIN_AUTOLOAD", "DA_TOOLKIT_BLOCK_PLUGINS", "DA_TOOLKIT_PLUGINS")
-
-
-def install_to_target(package_dir: Path, workdir: Path) -> Path:
-    """Copy the package (the build leaves no files in the repository) and pip-install it offline
-    into ``workdir/site``."""
-    src = workdir / "src-copy"
-    shutil.copytree(package_dir, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "dist"))
-    site = workdir / "site"
-    cmd = [
-        sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-        "--no-cache-dir", "--disable-pip-version-check", "--quiet", "--target", str(site), str(src),
-    ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"pip install of {package_dir} failed:\n{done.stdout}\n{done.stderr}"
-    return site
 
 
 def write_isic_collection(root: Path) -> None:
