@@ -3,7 +3,9 @@
 Readers return numpy arrays and raise :class:`~da_toolkit.data.errors.SampleReadError` naming the
 file for empty, corrupt, truncated or unsupported files. Writers are atomic: they write a temporary
 file in the destination folder and ``os.replace`` it onto the final name, so a crash never leaves
-a half-written file under the final name.
+a half-written file under the final name. The final file gets the permissions an ordinary write
+would give it: those of the file it replaces, else ``0o666`` minus the process umask (``0644``
+under umask ``022``), not the ``0600`` of a bare temporary file.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -195,13 +199,56 @@ def write_sintel_dpt(path: str | Path, depth: np.ndarray) -> None:
     atomic_write_bytes(path, head + depth.tobytes())
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no read-only query elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def ordinary_file_mode(path: str | Path) -> int:
+    """Permission bits an ordinary ``open(path, "w")`` would leave on ``path``.
+
+    An existing file keeps its mode; a new one gets ``0o666 & ~umask`` (``0o644`` under ``022``).
+    """
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
+def fsync_dir(path: str | Path) -> None:
+    """fsync a directory so that a rename inside it survives a power loss (no-op where unsupported)."""
+    if sys.platform == "win32":  # pragma: no cover - directories cannot be opened there
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success ``os.replace`` it onto ``path``.
 
     For libraries that write by file name (PIL, imageio, safetensors): the temporary name keeps
-    the target's suffix so that format detection by extension still works. On an exception the
-    temporary file is removed and ``path`` is left untouched.
+    the target's suffix so that format detection by extension still works. The file is given
+    :func:`ordinary_file_mode` before the rename. With ``durable=True`` the file and then the
+    folder are fsync'd, so that the new content (not an empty file) survives a power loss. On an
+    exception the temporary file is removed and ``path`` is left untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,22 +257,30 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, ordinary_file_mode(path))
+        if durable:
+            with open(tmp_path, "rb") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    if durable:
+        fsync_dir(path.parent)
 
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[BinaryIO]:
     """Open a temporary file next to ``path``; on success fsync it and ``os.replace`` it onto ``path``.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    The final file has :func:`ordinary_file_mode` and the folder is fsync'd after the rename. On
+    an exception the temporary file is removed and ``path`` is left untouched.
     """
     with atomic_path(path) as tmp, open(tmp, mode) as handle:
         yield handle  # type: ignore[misc]
         handle.flush()
         os.fsync(handle.fileno())
+    fsync_dir(Path(path).parent)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
