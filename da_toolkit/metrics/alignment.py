@@ -61,17 +61,37 @@ def align_median(pred: Tensor, target: Tensor, mask: Tensor, min_depth: float, m
     return (pred * ratio[:, None, None]).clamp(min_depth, max_depth)
 
 
-def align_lstsq_disparity(
-    pred: Tensor, target: Tensor, mask: Tensor, min_depth: float, max_depth: float
+#: Marigold's floor of the aligned disparity before inversion (1/m): "avoid 0 disparity".
+DISPARITY_FLOOR = 1e-3
+
+
+def _disparity_fit(
+    pred: Tensor, target: Tensor, mask: Tensor, fit_mask: Tensor, min_depth: float, max_depth: float
 ) -> Tensor:
-    """Zero-shot protocol: ``pred`` is relative disparity; fit ``s, t`` minimising
-    ``sum (s * pred + t - 1/target)^2`` over the mask, clamp the aligned disparity to
-    ``[1/max_depth, 1/min_depth]`` and invert it to depth in metres."""
+    """Fit ``s, t`` on ``fit_mask`` in disparity space, then floor, invert and clamp (Marigold)."""
     inv = torch.where(mask, 1.0 / target.clamp_min(min_depth), torch.zeros_like(target))
-    scale, shift = lstsq_scale_shift(pred, inv, mask)
+    scale, shift = lstsq_scale_shift(pred, inv, fit_mask)
     aligned = scale[:, None, None] * pred.double() + shift[:, None, None]
-    aligned = aligned.clamp(1.0 / max_depth, 1.0 / min_depth)
-    return (1.0 / aligned).to(pred.dtype)
+    depth = 1.0 / aligned.clamp_min(DISPARITY_FLOOR)
+    return depth.clamp(min_depth, max_depth).to(pred.dtype)
+
+
+def align_lstsq_disparity(pred: Tensor, target: Tensor, mask: Tensor, min_depth: float, max_depth: float) -> Tensor:
+    """Zero-shot protocol (Marigold's ``least_square_disparity``, the default).
+
+    ``pred`` is relative disparity. ``s, t`` minimise ``sum (s * pred + t - 1/target)^2`` over the
+    pixels of ``mask`` whose prediction is **positive** (non-positive predictions, e.g. ReLU
+    zeros, are left out of the fit but still evaluated); the aligned disparity is floored at
+    :data:`DISPARITY_FLOOR` (1e-3 1/m), inverted, and the depth clamped to
+    ``[min_depth, max_depth]`` metres. No positive prediction in ``mask``: ``s = 1, t = 0``.
+    """
+    return _disparity_fit(pred, target, mask, mask & (pred > 0), min_depth, max_depth)
+
+
+def align_lstsq_disparity_all(pred: Tensor, target: Tensor, mask: Tensor, min_depth: float, max_depth: float) -> Tensor:
+    """As :func:`align_lstsq_disparity`, but the fit uses every pixel of ``mask``, non-positive
+    predictions included (this toolkit's rule before it followed Marigold)."""
+    return _disparity_fit(pred, target, mask, mask, min_depth, max_depth)
 
 
 def align_lstsq_depth(pred: Tensor, target: Tensor, mask: Tensor, min_depth: float, max_depth: float) -> Tensor:
@@ -87,5 +107,6 @@ ALIGNMENTS: dict[str, AlignFn] = {
     "none": align_none,
     "median": align_median,
     "lstsq-disparity": align_lstsq_disparity,
+    "lstsq-disparity-all": align_lstsq_disparity_all,
     "lstsq-depth": align_lstsq_depth,
 }

@@ -20,12 +20,13 @@ METRIC_NAMES: tuple[str, ...] = (
     "rmse_log",
     "log10",
     "silog",
+    "silog_rmse",
     "delta1",
     "delta2",
     "delta3",
 )
 
-Alignment = Literal["none", "median", "lstsq-disparity", "lstsq-depth"]
+Alignment = Literal["none", "median", "lstsq-disparity", "lstsq-disparity-all", "lstsq-depth"]
 Crop = Literal["garg", "eigen", "nyu"]
 
 
@@ -35,8 +36,10 @@ def per_image_metrics(pred: Tensor, target: Tensor, mask: Tensor) -> dict[str, T
     ``pred`` and ``target`` are positive depths ``(B,H,W)`` in metres. Definitions (means over the
     valid pixels of one image, ``d = log pred - log target``): abs_rel ``|p-g|/g``; sq_rel
     ``(p-g)^2/g``; rmse ``sqrt(mean (p-g)^2)``; rmse_log ``sqrt(mean d^2)``; log10
-    ``mean |log10 p - log10 g|``; silog ``100 * sqrt(mean d^2 - (mean d)^2)``; delta_k the
-    fraction with ``max(p/g, g/p) < 1.25**k``. Images without valid pixels give 0.
+    ``mean |log10 p - log10 g|``; silog ``sqrt(mean d^2 - 0.5 * (mean d)^2)`` (Depth Anything V2
+    ``metric_depth/util/metric.py``, unitless); silog_rmse ``100 * sqrt(mean d^2 - (mean d)^2)``
+    (Marigold's ``silog_rmse``, the KITTI-benchmark scale); delta_k the fraction with
+    ``max(p/g, g/p) < 1.25**k``. Images without valid pixels give 0.
     """
     p = pred.double()
     g = torch.where(mask, target.double(), torch.ones_like(p))
@@ -57,7 +60,8 @@ def per_image_metrics(pred: Tensor, target: Tensor, mask: Tensor) -> dict[str, T
         "rmse": torch.sqrt(mean(diff * diff)),
         "rmse_log": torch.sqrt(mean(d * d)),
         "log10": mean((torch.log10(p) - torch.log10(g)).abs()),
-        "silog": 100.0 * torch.sqrt((mean(d * d) - mean_d * mean_d).clamp_min(0.0)),
+        "silog": torch.sqrt((mean(d * d) - 0.5 * mean_d * mean_d).clamp_min(0.0)),
+        "silog_rmse": 100.0 * torch.sqrt((mean(d * d) - mean_d * mean_d).clamp_min(0.0)),
     }
     for k in (1, 2, 3):
         out[f"delta{k}"] = mean((ratio < 1.25**k).double())
@@ -65,27 +69,32 @@ def per_image_metrics(pred: Tensor, target: Tensor, mask: Tensor) -> dict[str, T
 
 
 class DepthMetrics(Metric):
-    """Depth metrics (AbsRel, SqRel, RMSE, RMSE-log, log10, SILog, delta1-3), per image, averaged
-    over images.
+    """Depth metrics (AbsRel, SqRel, RMSE, RMSE-log, log10, SILog (two scales), delta1-3), per
+    image, averaged over images.
 
     ``update(pred, target, mask=None)``: ``pred`` ``(B,H,W)`` or ``(B,1,H,W)`` prediction (metres
     for ``"none"``, depth of unknown scale for ``"median"``, relative disparity for
-    ``"lstsq-disparity"``, affine-invariant depth for ``"lstsq-depth"``), resized bilinearly
-    (``align_corners=False``) to the target size if it differs; ``target`` ``(B,H,W)`` depth in
+    ``"lstsq-disparity"``/``"lstsq-disparity-all"``, affine-invariant depth for ``"lstsq-depth"``),
+    resized bilinearly to the target size if it differs (``align_corners=resize_align_corners``;
+    ``True`` = Depth Anything V2's evaluation rule); ``target`` ``(B,H,W)`` depth in
     metres; ``mask`` optional bool ``(B,H,W)``. A pixel is evaluated when it is in ``mask``, in the
     ``crop``, finite and ``min_depth < target <= max_depth``. The alignment is fitted per image on
-    those pixels; the aligned depth is clamped to ``[min_depth, max_depth]`` (for
-    ``"lstsq-disparity"``, the aligned disparity to ``[1/max_depth, 1/min_depth]``). Images
-    without evaluated pixels are skipped and counted in ``skipped``.
+    those pixels (``"lstsq-disparity"``, Marigold's rule: only on the pixels whose prediction is
+    positive; ``"lstsq-disparity-all"``: on all of them); the aligned depth is clamped to
+    ``[min_depth, max_depth]`` (disparity modes: the aligned disparity is floored at 1e-3 before
+    inversion). Images without evaluated pixels are skipped and counted in ``skipped``.
 
     ``compute()`` -> dict of :data:`METRIC_NAMES` (float64 scalars, NaN when no image was
     evaluated). States are sums (``dist_reduce_fx="sum"``), so DDP syncing is exact.
 
     Args:
-        alignment: ``"none"``, ``"median"``, ``"lstsq-disparity"`` or ``"lstsq-depth"``.
+        alignment: ``"none"``, ``"median"``, ``"lstsq-disparity"``, ``"lstsq-disparity-all"`` or
+            ``"lstsq-depth"``.
         min_depth: smallest evaluated depth, metres.
         max_depth: largest evaluated depth (cap), metres.
         crop: evaluation crop: ``"garg"``/``"eigen"`` (KITTI), ``"nyu"`` (NYUv2), or ``None``.
+        resize_align_corners: ``align_corners`` of the bilinear resize of predictions to the
+            ground-truth size (``True``: V2 ``metric_depth/train.py``; ``False``: the old rule).
     """
 
     is_differentiable = False
@@ -98,6 +107,7 @@ class DepthMetrics(Metric):
         min_depth: float = 1e-3,
         max_depth: float = 80.0,
         crop: Crop | None = None,
+        resize_align_corners: bool = True,
     ) -> None:
         super().__init__()
         if alignment not in ALIGNMENTS:
@@ -112,6 +122,7 @@ class DepthMetrics(Metric):
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
         self.crop = crop
+        self.resize_align_corners = bool(resize_align_corners)
         self._align = ALIGNMENTS[alignment]
         self._crop = EVAL_CROPS[crop] if crop is not None else None
         for name in METRIC_NAMES:
@@ -145,7 +156,9 @@ class DepthMetrics(Metric):
         pred = pred.detach().float()
         target = target.detach().float()
         if pred.shape[-2:] != target.shape[-2:]:
-            pred = F.interpolate(pred[:, None], size=target.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+            pred = F.interpolate(
+                pred[:, None], size=target.shape[-2:], mode="bilinear", align_corners=self.resize_align_corners
+            )[:, 0]
         valid = self.evaluated_mask(target, mask)
         depth = self._align(pred, target, valid, self.min_depth, self.max_depth)
         has = valid.flatten(1).any(dim=1)

@@ -21,7 +21,8 @@ def _np_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
         "rmse": np.sqrt(np.mean((pred - gt) ** 2)),
         "rmse_log": np.sqrt(np.mean(d**2)),
         "log10": np.mean(np.abs(np.log10(pred) - np.log10(gt))),
-        "silog": 100 * np.sqrt(np.mean(d**2) - np.mean(d) ** 2),
+        "silog": np.sqrt(np.mean(d**2) - 0.5 * np.mean(d) ** 2),
+        "silog_rmse": 100 * np.sqrt(np.mean(d**2) - np.mean(d) ** 2),
     }
     for k in (1, 2, 3):
         out[f"delta{k}"] = np.mean(ratio < 1.25**k)
@@ -39,7 +40,9 @@ def test_hand_worked_values() -> None:
         "rmse": math.sqrt(0.5),
         "rmse_log": ln2 / math.sqrt(2),
         "log10": math.log10(2) / 2,
-        "silog": 100 * math.sqrt(ln2**2 / 2 - ln2**2 / 4),
+        # d = (-ln2, 0): mean d^2 = ln2^2/2, (mean d)^2 = ln2^2/4
+        "silog": math.sqrt(ln2**2 / 2 - 0.5 * ln2**2 / 4),
+        "silog_rmse": 100 * math.sqrt(ln2**2 / 2 - ln2**2 / 4),
         "delta1": 0.5,
         "delta2": 0.5,
         "delta3": 0.5,
@@ -76,7 +79,7 @@ def test_lstsq_disparity_protocol_matches_numpy() -> None:
         p = disparity[i].double().numpy().ravel()
         y = 1.0 / gt[i].double().numpy().ravel()
         (s, t), *_ = np.linalg.lstsq(np.stack([p, np.ones_like(p)], 1), y, rcond=None)
-        depth = 1.0 / np.clip(s * p + t, 1 / 80.0, 1 / 1e-3)
+        depth = np.clip(1.0 / np.maximum(s * p + t, 1e-3), 1e-3, 80.0)
         per_image.append(_np_metrics(depth, gt[i].double().numpy().ravel()))
     got = metric.compute()
     for k in METRIC_NAMES:

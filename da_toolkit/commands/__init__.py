@@ -1,1 +1,0 @@
-"""Extra ``da-toolkit`` subcommands, one module each with ``main(argv: list[str]) -> int``."""
