@@ -625,7 +625,7 @@ def test_toolkit_keeps_working_with_broken_plugins(monkeypatch: pytest.MonkeyPat
         plugins.get_component("losses", builtin_name)
     reported = {f.plugin for f in plugin_failures(plugins.get_registry())}
     assert reported == {"broken", "thief"}
-    from da_toolkit.tasks.config_names import resolve_class_path
+    from da_toolkit.cli.class_paths import resolve_class_path
 
     assert resolve_class_path("healthy_enc", "model.encoder") == f"{__name__}.TinyEncoder"
 

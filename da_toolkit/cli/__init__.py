@@ -1,8 +1,15 @@
-"""The ``da-toolkit`` command.
+"""The ``da-toolkit`` command line (the top layer: nothing else in the package imports it).
 
-Extra subcommands (``plugins``, ``convert``, ``export``, ``pseudo-label``, ``pipeline``) live in
-:mod:`da_toolkit.commands`, one module each with a ``main(argv) -> int``. Everything else
-(``fit``, ``validate``, ``test``, ``predict``) goes to LightningCLI (:mod:`da_toolkit.lightning_cli`).
+Every subcommand is one row of :data:`COMMANDS`: ``name -> "module:function"``, where
+``function(argv: list[str]) -> int`` returns the exit status. Adding a command is one line here.
+The modules of this package:
+
+* :mod:`~da_toolkit.cli.lightning_cli` - ``fit``/``validate``/``test``/``predict`` (LightningCLI),
+  short forms of models and registered names expanded before parsing;
+* :mod:`~da_toolkit.cli.class_paths` - registered / bare class names -> dotted class paths;
+* :mod:`~da_toolkit.cli.plugins`, :mod:`~da_toolkit.cli.convert`, :mod:`~da_toolkit.cli.export`,
+  :mod:`~da_toolkit.cli.pseudo_label`, :mod:`~da_toolkit.cli.pipeline` - the other commands;
+  :mod:`~da_toolkit.cli.pipeline_runner` runs the stages of a pipeline recipe.
 """
 
 from __future__ import annotations
@@ -11,44 +18,37 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-#: subcommand -> module in da_toolkit.commands providing ``main(argv: list[str]) -> int``
-EXTRA_COMMANDS: dict[str, str] = {
-    "plugins": "plugins",
-    "convert": "convert",
-    "export": "export",
-    "pseudo-label": "pseudo_label",
-    "pipeline": "pipeline",
+#: subcommand -> ``"module:function"``; ``function(argv: list[str]) -> int`` (the exit status)
+COMMANDS: dict[str, str] = {
+    "fit": "da_toolkit.cli.lightning_cli:fit",
+    "validate": "da_toolkit.cli.lightning_cli:validate",
+    "test": "da_toolkit.cli.lightning_cli:test",
+    "predict": "da_toolkit.cli.lightning_cli:predict",
+    "plugins": "da_toolkit.cli.plugins:main",
+    "convert": "da_toolkit.cli.convert:main",
+    "export": "da_toolkit.cli.export:main",
+    "pseudo-label": "da_toolkit.cli.pseudo_label:main",
+    "pipeline": "da_toolkit.cli.pipeline:main",
 }
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def _usage() -> str:
-    cmds = ", ".join([*LIGHTNING_COMMANDS, *EXTRA_COMMANDS])
     return (
         "usage: da-toolkit <command> [options]\n"
-        f"commands: {cmds}\n"
+        f"commands: {', '.join(COMMANDS)}\n"
         "`da-toolkit <command> --help` documents every option of a command."
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``da-toolkit`` console script."""
+    """Entry point of the ``da-toolkit`` console script; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0
     command, rest = args[0], args[1:]
-    if command in EXTRA_COMMANDS:
-        module = importlib.import_module(f"da_toolkit.commands.{EXTRA_COMMANDS[command]}")
-        return int(module.main(rest) or 0)
-    if command in LIGHTNING_COMMANDS:
-        from da_toolkit.lightning_cli import run_lightning_cli
-
-        run_lightning_cli([command, *rest])
-        return 0
-    print(f"da-toolkit: unknown command {command!r}\n{_usage()}", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    if command not in COMMANDS:
+        print(f"da-toolkit: unknown command {command!r}\n{_usage()}", file=sys.stderr)
+        return 2
+    module, _, function = COMMANDS[command].partition(":")
+    return int(getattr(importlib.import_module(module), function)(rest) or 0)

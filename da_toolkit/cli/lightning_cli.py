@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from da_toolkit.tasks.config_names import UnknownClassPathError, resolve_class_path, resolve_config
+from da_toolkit.cli.class_paths import UnknownClassPathError, resolve_class_path, resolve_config
 
 CONFIG_FLAGS = ("--config", "-c")
 
@@ -143,7 +143,7 @@ def configure_checkpointing(trainer: pl.Trainer) -> None:
 #: modules imported before parsing so that bare class names of their classes resolve
 RESOLVABLE_MODULES = (
     "da_toolkit.tasks",
-    "da_toolkit.tasks.student_data",
+    "da_toolkit.data.student_datamodule",
     "da_toolkit.tasks.pseudo_label",
     "da_toolkit.data.datamodule",
     "da_toolkit.inference.task",
@@ -194,3 +194,19 @@ def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCL
                 save_config_kwargs={"overwrite": True},
                 parser_kwargs={"prog": "da-toolkit"},
             )
+
+
+def _subcommand(name: str) -> Callable[[list[str]], int]:
+    def command(argv: list[str]) -> int:
+        run_lightning_cli([name, *argv])
+        return 0
+
+    command.__name__ = name
+    command.__doc__ = f"``da-toolkit {name} ...``: LightningCLI's ``{name}`` subcommand; returns 0."
+    return command
+
+
+fit = _subcommand("fit")
+validate = _subcommand("validate")
+test = _subcommand("test")
+predict = _subcommand("predict")

@@ -1,6 +1,6 @@
 """``da-toolkit pipeline --config recipes/quickstart.yaml``: teacher -> pseudo-label -> student -> eval.
 
-Runs the stages of a pipeline recipe in order (see :mod:`da_toolkit.tasks.pipeline` for the
+Runs the stages of a pipeline recipe in order (see :mod:`da_toolkit.cli.pipeline_runner` for the
 recipe format), skipping completed stages and resuming interrupted ones, evaluates the models,
 prints a results table and, as the very last line of stdout, ``results: <path to results.json>``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from da_toolkit.tasks import pipeline as pipeline_mod
+from da_toolkit.cli import pipeline_runner as pipeline_mod
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
         print(f"da-toolkit pipeline: error: {exc}", file=sys.stderr)
         return 2
     path, results = pipe.run()
-    from da_toolkit.tasks.evaluate import format_table
+    from da_toolkit.evaluation import format_table
 
     sys.stdout.flush()
     print(format_table(results))

@@ -85,7 +85,7 @@ def build_source(config: Any, where: str) -> Any:
     from torch.utils.data import Dataset
 
     import da_toolkit.data.sources  # noqa: F401 - make the built-in sources resolvable
-    from da_toolkit.tasks.config_names import resolve_config
+    from da_toolkit.cli.class_paths import resolve_config
 
     parser = jsonargparse.ArgumentParser(exit_on_error=False)
     parser.add_argument("--source", type=Dataset)
@@ -172,7 +172,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ stages
     def run_fit(self, name: str) -> str:
-        from da_toolkit.lightning_cli import run_lightning_cli
+        from da_toolkit.cli.lightning_cli import run_lightning_cli
 
         root = self.stage_dir(name)
         if (root / DONE).exists() and self.final_checkpoint(name).exists():
@@ -202,7 +202,7 @@ class Pipeline:
         return "resumed and finished" if resumed else "finished"
 
     def run_pseudo_label(self, name: str) -> str:
-        from da_toolkit.commands.pseudo_label import run as run_pseudo_label
+        from da_toolkit.cli.pseudo_label import run as run_pseudo_label
 
         done = self.output_dir / f"{name}.done.json"
         if done.exists():
@@ -254,7 +254,7 @@ class Pipeline:
         """Evaluate every model on every set; per-model results are cached in ``eval/``."""
         from da_toolkit.metrics import DepthMetrics
         from da_toolkit.models.presets import load_model
-        from da_toolkit.tasks.evaluate import evaluate_model
+        from da_toolkit.evaluation import evaluate_model
 
         ev = self.recipe.get("evaluation")
         if not isinstance(ev, dict) or not isinstance(ev.get("sets"), dict) or not ev["sets"]:

@@ -31,7 +31,7 @@ class PseudoLabelCLI(LightningCLI):
 
 def run(argv: list[str]) -> dict[str, Any]:
     """Run the job; returns ``{"store", "written", "skipped_before"}``."""
-    from da_toolkit.lightning_cli import preprocess_args
+    from da_toolkit.cli.lightning_cli import preprocess_args
     from da_toolkit.plugins import get_registry
 
     get_registry()
@@ -57,7 +57,7 @@ def run(argv: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     from da_toolkit.data.pseudo_store import StoreMismatchError
-    from da_toolkit.tasks.config_names import UnknownClassPathError
+    from da_toolkit.cli.class_paths import UnknownClassPathError
 
     try:
         result = run(argv)

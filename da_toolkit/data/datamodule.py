@@ -67,7 +67,7 @@ class DepthDataModule(L.LightningDataModule):
 
     Subclassing: :meth:`_train_stream` (builds one training stream's loader) and :meth:`_loader`
     (builds a ``DataLoader`` with the module's worker/pinning/seed settings) are stable extension
-    hooks; ``da_toolkit.tasks.student_data.StudentDataModule`` overrides the first and calls the
+    hooks; ``da_toolkit.data.student_datamodule.StudentDataModule`` overrides the first and calls the
     second. Their names and signatures are kept.
     """
 

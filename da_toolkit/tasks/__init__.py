@@ -5,7 +5,6 @@
 * :class:`MetricTask` - metric fine-tuning with SiLog;
 * :class:`PseudoLabelTask` - a frozen teacher labelling unlabeled images (predict loop), over
   :class:`UnlabeledImages`, written by :class:`PseudoLabelStoreWriter`;
-* :class:`StudentDataModule` - ``DepthDataModule`` whose unlabeled stream keeps offline pseudo-labels.
 """
 
 from da_toolkit.tasks.base import DepthTask, NonFiniteLossError
@@ -13,7 +12,6 @@ from da_toolkit.tasks.metric import MetricTask
 from da_toolkit.tasks.optim import OptimConfig
 from da_toolkit.tasks.pseudo_label import PseudoLabelStoreWriter, PseudoLabelTask, UnlabeledImages
 from da_toolkit.tasks.student import StudentTask
-from da_toolkit.tasks.student_data import StudentDataModule
 from da_toolkit.tasks.teacher import TeacherTask
 
 __all__ = [
@@ -23,7 +21,6 @@ __all__ = [
     "OptimConfig",
     "PseudoLabelStoreWriter",
     "PseudoLabelTask",
-    "StudentDataModule",
     "StudentTask",
     "TeacherTask",
     "UnlabeledImages",

@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from da_toolkit.lightning_cli import preprocess_args, run_lightning_cli
-from da_toolkit.tasks.config_names import UnknownClassPathError, resolve_class_path, resolve_config
+from da_toolkit.cli.lightning_cli import preprocess_args, run_lightning_cli
+from da_toolkit.cli.class_paths import UnknownClassPathError, resolve_class_path, resolve_config
 
 
 def _teacher_config(root: Path, steps: int, every: int = 1) -> dict:
@@ -226,9 +226,11 @@ def _init_parameters(cls: type) -> set[str]:
 ])
 def test_model_and_data_help_documents_every_init_argument(group: str, name: str, capsys) -> None:
     import da_toolkit.data.datamodule
+    import da_toolkit.data.student_datamodule
     import da_toolkit.tasks
 
-    cls = getattr(da_toolkit.tasks, name, None) or getattr(da_toolkit.data.datamodule, name)
+    cls = (getattr(da_toolkit.tasks, name, None) or getattr(da_toolkit.data.datamodule, name, None)
+           or getattr(da_toolkit.data.student_datamodule, name))
     out = _help(["fit", f"--{group}.help", name], capsys)
     entries = help_entries(out)
     expected = _init_parameters(cls)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from da_toolkit.commands.pipeline import main
-from da_toolkit.tasks.pipeline import Pipeline, PipelineConfigError
-from tests.commands.pipeline_helpers import tiny_quickstart, write_recipe
+from da_toolkit.cli.pipeline import main
+from da_toolkit.cli.pipeline_runner import Pipeline, PipelineConfigError
+from tests.cli.pipeline_helpers import tiny_quickstart, write_recipe
 
 
 def test_pipeline_runs_then_skips_completed_stages(tmp_path: Path, capsys) -> None:
@@ -112,7 +112,7 @@ def test_interrupted_fit_stage_resumes_from_last_checkpoint(tmp_path: Path, caps
 
 
 def test_help_documents_every_option(capsys) -> None:
-    from tests.test_lightning_cli import help_entries, undocumented
+    from tests.cli.test_lightning_cli import help_entries, undocumented
 
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
@@ -125,7 +125,7 @@ def test_help_documents_every_option(capsys) -> None:
 
 
 def test_init_from_and_encoder_from_fill_the_weights_of_the_stage(tmp_path: Path, monkeypatch) -> None:
-    import da_toolkit.lightning_cli as lightning_cli
+    import da_toolkit.cli.lightning_cli as lightning_cli
 
     seen: dict[str, dict] = {}
 

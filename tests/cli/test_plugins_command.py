@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from da_toolkit import cli, hookimpl, plugins
-from da_toolkit.commands import plugins as command
+from da_toolkit.cli import plugins as command
 from da_toolkit.plugins import AUTOLOAD_ENV, BLOCK_ENV, EXTRA_ENV
 
 

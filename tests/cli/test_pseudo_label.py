@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from da_toolkit.commands.pseudo_label import run
+from da_toolkit.cli.pseudo_label import run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,7 +114,7 @@ def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
 
 
 def test_help_and_bad_names_before_work(tmp_path: Path, capsys) -> None:
-    from da_toolkit.commands.pseudo_label import main
+    from da_toolkit.cli.pseudo_label import main
 
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
@@ -124,7 +124,7 @@ def test_help_and_bad_names_before_work(tmp_path: Path, capsys) -> None:
                    "--trainer.devices"):
         assert option in out, option
     from da_toolkit.tasks.pseudo_label import PseudoLabelTask, UnlabeledImages
-    from tests.test_lightning_cli import _init_parameters, help_entries, undocumented
+    from tests.cli.test_lightning_cli import _init_parameters, help_entries, undocumented
 
     entries = help_entries(out)
     for group, cls in (("model", PseudoLabelTask), ("data", UnlabeledImages)):

@@ -297,7 +297,7 @@ def test_fit_summary_warning_and_logged_skip_count(tmp_path, caplog):
 
 def test_subclass_hooks_used_by_the_student_data_module_are_stable():
     """``_train_stream`` is the override point of a stream and ``_loader`` builds loaders
-    (``da_toolkit.tasks.student_data.StudentDataModule`` relies on both)."""
+    (``da_toolkit.data.student_datamodule.StudentDataModule`` relies on both)."""
     import inspect
 
     assert list(inspect.signature(DepthDataModule._train_stream).parameters) == [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from da_toolkit.cli import EXTRA_COMMANDS, LIGHTNING_COMMANDS
+from da_toolkit.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -34,7 +34,7 @@ def test_named_paths_exist(doc: Path) -> None:
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_named_commands_exist(doc: Path) -> None:
-    known = set(LIGHTNING_COMMANDS) | set(EXTRA_COMMANDS)
+    known = set(COMMANDS)
     code = "\n".join(CODE_RE.findall(_text(doc)))  # commands are only named in code
     unknown = sorted({c for c in COMMAND_RE.findall(code) if c not in known})
     assert not unknown, f"{doc.relative_to(ROOT)} names unknown da-toolkit commands: {unknown}"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from da_toolkit.commands.convert import main
+from da_toolkit.cli.convert import main
 from da_toolkit.models import load_model
 from da_toolkit.models.keymaps import ours_to_official
 from da_toolkit.models.weights import model_from_weights, read_weights, save_hf_folder

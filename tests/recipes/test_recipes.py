@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from da_toolkit.lightning_cli import run_lightning_cli
+from da_toolkit.cli.lightning_cli import run_lightning_cli
 from tests.recipes.conftest import RECIPES, synthetic, tiny_trainer, write
 
 OWNED = ["teacher.yaml", "pseudo_label.yaml", "student.yaml", "metric_finetune.yaml", "eval_zero_shot.yaml",
@@ -69,7 +69,7 @@ def test_teacher_recipe_runs(tmp_path: Path) -> None:
 
 
 def test_pseudo_label_then_student_recipes_run(tmp_path: Path, tiny_weights: str) -> None:
-    from da_toolkit.commands.pseudo_label import run as pseudo_label
+    from da_toolkit.cli.pseudo_label import run as pseudo_label
     from da_toolkit.data.sources.pseudo import PseudoLabelSource
 
     store = tmp_path / "store"
@@ -113,7 +113,7 @@ def test_metric_finetune_recipe_runs(tmp_path: Path, tiny_weights: str) -> None:
 
 
 def test_eval_zero_shot_recipe_runs_with_its_metric_settings(tmp_path: Path, tiny_weights: str, capsys) -> None:
-    from da_toolkit.commands.pipeline import main
+    from da_toolkit.cli.pipeline import main
 
     recipe = yaml.safe_load((RECIPES / "eval_zero_shot.yaml").read_text())
     assert set(recipe["evaluation"]["sets"]) == {"kitti", "nyuv2", "sintel", "eth3d", "diode"}

@@ -45,7 +45,7 @@ def _abs_rel(ckpt: Path) -> float:
     from da_toolkit.data.sources import BUILTIN_DATASOURCES
     from da_toolkit.metrics import DepthMetrics
     from da_toolkit.models.presets import load_model
-    from da_toolkit.tasks.evaluate import evaluate_model
+    from da_toolkit.evaluation import evaluate_model
 
     model = load_model("tiny", weights=str(ckpt))
     data = BUILTIN_DATASOURCES["synthetic"](length=4, size=(42, 56), seed=99)
@@ -102,7 +102,7 @@ def test_ddp_fit_with_two_cpu_processes(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ddp_student_fit_with_two_cpu_processes(tmp_path: Path) -> None:
     """The full student (store, perturbations, CutMix, feature alignment to a frozen encoder) under DDP."""
-    from da_toolkit.commands.pseudo_label import run as pseudo_label
+    from da_toolkit.cli.pseudo_label import run as pseudo_label
     from da_toolkit.models.presets import load_model
     from da_toolkit.models.weights import save_weights
 
