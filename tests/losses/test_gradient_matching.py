@@ -53,13 +53,13 @@ def test_differences_across_invalid_pixels_are_ignored() -> None:
     assert GradientMatchingLoss(scales=1)(pred, target, mask).item() == pytest.approx(1.0)
 
 
-def test_matches_numpy_reference() -> None:
+def test_per_sample_reduction_matches_numpy_reference() -> None:
     g = torch.Generator().manual_seed(1)
     pred = torch.rand(3, 9, 11, generator=g)
     target = torch.rand(3, 9, 11, generator=g)
     mask = torch.rand(3, 9, 11, generator=g) > 0.25
     mask[1] = False
-    got = GradientMatchingLoss(scales=3)(pred, target, mask).item()
+    got = GradientMatchingLoss(scales=3, reduction="sample")(pred, target, mask).item()
     assert got == pytest.approx(_np_gm(pred.numpy(), target.numpy(), mask.numpy(), 3), rel=1e-5)
 
 

@@ -20,7 +20,7 @@ def test_constant_log_ratio_closed_form() -> None:
     assert SiLogLoss(lambd=0.0)(pred, target).item() == pytest.approx(0.3, rel=1e-5)
 
 
-def test_matches_numpy_reference_with_mask_and_min_depth() -> None:
+def test_per_sample_reduction_matches_numpy_reference_with_mask_and_min_depth() -> None:
     g = torch.Generator().manual_seed(0)
     pred = torch.rand(3, 6, 6, generator=g) * 5 + 0.1
     target = torch.rand(3, 6, 6, generator=g) * 5
@@ -31,7 +31,7 @@ def test_matches_numpy_reference_with_mask_and_min_depth() -> None:
         m = m & (t > 1e-3)
         gg = np.log(t[m]) - np.log(p[m])
         per_sample.append(np.sqrt(np.mean(gg**2) - 0.5 * np.mean(gg) ** 2))
-    got = SiLogLoss()(pred, target, mask).item()
+    got = SiLogLoss(reduction="sample")(pred, target, mask).item()
     assert got == pytest.approx(float(np.mean(per_sample)), rel=1e-5)
 
 
@@ -52,6 +52,8 @@ def test_bad_arguments() -> None:
         SiLogLoss(lambd=2.0)
     with pytest.raises(ValueError, match="min_depth"):
         SiLogLoss(min_depth=0.0)
+    with pytest.raises(ValueError, match="reduction"):
+        SiLogLoss(reduction="mean")  # type: ignore[arg-type]
 
 
 def test_non_finite_values_at_invalid_pixels_are_harmless() -> None:
