@@ -18,6 +18,7 @@ from da_toolkit.inference.datasets import (
     collate_inference,
 )
 from da_toolkit.inference.inputs import VIDEO_EXTENSIONS, InputFile, discover_inputs
+from da_toolkit.models.inference_core import input_multiple
 
 
 class InferenceData(pl.LightningDataModule):
@@ -29,7 +30,10 @@ class InferenceData(pl.LightningDataModule):
         batch_size: images per batch; images are grouped by preprocessed size (aspect-ratio buckets).
         num_workers: decoding/preprocessing workers (``None``: up to 2, one per CPU core).
         input_size: lower bound of the network input's shorter side (official rule: aspect kept,
-            sides multiples of 14, bicubic); must match how the model is meant to run (518).
+            sides multiples of the model's ``input_multiple``, bicubic); must match how the model
+            is meant to run (518 for the released models).
+        input_multiple: override of the network-input multiple; ``None`` = taken from the
+            model of the run (``trainer.lightning_module.input_multiple``).
         frame_stride: keep every n-th video frame.
         max_frames: stop each video after this many kept frames.
         image_extensions / video_extensions: lower-case suffixes picked up in folders and globs.
@@ -48,12 +52,13 @@ class InferenceData(pl.LightningDataModule):
         max_frames: int | None = None,
         image_extensions: Sequence[str] = IMAGE_EXTENSIONS,
         video_extensions: Sequence[str] = VIDEO_EXTENSIONS,
+        input_multiple: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
-        if input_size < 14:
-            raise ValueError(f"data.input_size must be >= 14, got {input_size}")
+        if input_size < 1:
+            raise ValueError(f"data.input_size must be >= 1, got {input_size}")
         if frame_stride < 1:
             raise ValueError(f"data.frame_stride must be >= 1, got {frame_stride}")
         self.path = path
@@ -68,6 +73,19 @@ class InferenceData(pl.LightningDataModule):
         self._done_filters: list[DoneFilter] = []
         self.inputs: list[InputFile] = []
         self.skipped = 0
+        if input_multiple is not None and input_multiple < 1:
+            raise ValueError(f"data.input_multiple must be >= 1 or null, got {input_multiple}")
+        self.input_multiple = input_multiple
+
+    def multiple(self) -> int:
+        """The network-input multiple: ``input_multiple`` or the run's model's."""
+        if self.input_multiple is not None:
+            return self.input_multiple
+        trainer = getattr(self, "trainer", None)
+        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
+        if module is None:
+            raise ValueError("InferenceData: no model attached; set data.input_multiple or run it through a Trainer")
+        return input_multiple(module)
 
     def add_done_filter(self, done: DoneFilter) -> None:
         """Register ``done(meta) -> bool``; an item is skipped when every filter says done."""
@@ -99,7 +117,7 @@ class InferenceData(pl.LightningDataModule):
         videos = [f for f in videos if not self.is_done({"id": f.id, "source": str(f.path), "video": f.id, "frame": None})]
         loaders = []
         if todo:
-            ds = ImageFileDataset(todo, self.input_size, self.keep_images)
+            ds = ImageFileDataset(todo, self.input_size, self.keep_images, multiple=self.multiple())
             loaders.append(self._loader(ds, batch_sampler=bucket_sampler(ds, self.batch_size)))
         if videos:
             vds = VideoFrameDataset(
@@ -109,11 +127,12 @@ class InferenceData(pl.LightningDataModule):
                 self.frame_stride,
                 self.max_frames,
                 done=self.is_done if self._done_filters else None,
+                multiple=self.multiple(),
             )
             loaders.append(self._loader(vds, batch_size=self.batch_size))
         if self.skipped:
             print(f"da-toolkit predict: skipping {self.skipped} image(s) whose outputs already exist")
         if not loaders:
             # nothing left to do: an empty loader keeps Lightning happy
-            loaders.append(self._loader(ImageFileDataset([], self.input_size), batch_size=1))
+            loaders.append(self._loader(ImageFileDataset([], self.input_size, multiple=1), batch_size=1))
         return loaders

@@ -18,18 +18,19 @@ import torch
 from torch.utils.data import BatchSampler, Dataset, IterableDataset, Sampler, SequentialSampler, get_worker_info
 
 from da_toolkit.inference.inputs import InputFile
-from da_toolkit.models.preprocess import prepare_image, target_size
+from da_toolkit.models.inference_core import network_size, prepare_rgb
 
 Sample = dict[str, Any]
 DoneFilter = Callable[[dict[str, Any]], bool]
 ImageLike = np.ndarray | str | os.PathLike
 
 
-def make_sample(rgb: np.ndarray, meta: dict[str, Any], input_size: int, keep_image: bool) -> Sample:
-    """Preprocess one RGB uint8 image into a sample (see the module docstring)."""
+def make_sample(rgb: np.ndarray, meta: dict[str, Any], input_size: int, keep_image: bool, multiple: int) -> Sample:
+    """Preprocess one RGB uint8 image into a sample (see the module docstring); network-input
+    sides are multiples of ``multiple`` (the model's ``input_multiple``)."""
     meta = {**meta, "size": (int(rgb.shape[0]), int(rgb.shape[1]))}
     return {
-        "image": prepare_image(rgb, input_size)[0],
+        "image": prepare_rgb(rgb, multiple, input_size),
         "meta": meta,
         "raw": rgb if keep_image else None,
         "error": None,
@@ -116,10 +117,13 @@ def bucket_sampler(dataset: Any, batch_size: int) -> BucketBatchSampler:
 class ImageFileDataset(Dataset):
     """Image files -> samples; a file that cannot be decoded gives an error sample."""
 
-    def __init__(self, files: Sequence[InputFile], input_size: int = 518, keep_images: bool = False) -> None:
+    def __init__(
+        self, files: Sequence[InputFile], input_size: int, keep_images: bool = False, *, multiple: int
+    ) -> None:
         self.files = list(files)
         self.input_size = input_size
         self.keep_images = keep_images
+        self.multiple = multiple
 
     def __len__(self) -> int:
         return len(self.files)
@@ -130,23 +134,23 @@ class ImageFileDataset(Dataset):
 
     def bucket_keys(self) -> list[Hashable]:
         """Preprocessed size of each file (from headers); unreadable files share key ``None``."""
-        return [_bucket_key(header_size(f.path), self.input_size) for f in self.files]
+        return [_bucket_key(header_size(f.path), self.input_size, self.multiple) for f in self.files]
 
     def __getitem__(self, i: int) -> Sample:
         meta = self.meta(i)
         try:
-            return make_sample(_read_rgb(self.files[i].path), meta, self.input_size, self.keep_images)
+            return make_sample(_read_rgb(self.files[i].path), meta, self.input_size, self.keep_images, self.multiple)
         except Exception as exc:  # noqa: BLE001 - reported per file, the run continues
             return error_sample(meta, exc)
 
 
-def _bucket_key(size: tuple[int, int] | None, input_size: int) -> Hashable:
+def _bucket_key(size: tuple[int, int] | None, input_size: int, multiple: int) -> Hashable:
     """Network input size of an image of ``size`` (``None``: unknown, or refused by the size guard,
     in which case ``__getitem__`` reports the item's error and the run goes on)."""
     if size is None:
         return None
     try:
-        return target_size(*size, input_size)
+        return network_size(*size, multiple, input_size)
     except ValueError:
         return None
 
@@ -154,9 +158,10 @@ def _bucket_key(size: tuple[int, int] | None, input_size: int) -> Hashable:
 class ImageListDataset(Dataset):
     """A list of RGB uint8 ``(H,W,3)`` arrays and/or image paths -> samples (decoded in workers)."""
 
-    def __init__(self, images: Sequence[ImageLike], input_size: int = 518) -> None:
+    def __init__(self, images: Sequence[ImageLike], input_size: int, *, multiple: int) -> None:
         self.images = list(images)
         self.input_size = input_size
+        self.multiple = multiple
 
     def __len__(self) -> int:
         return len(self.images)
@@ -165,9 +170,9 @@ class ImageListDataset(Dataset):
         keys: list[Any] = []
         for im in self.images:
             if isinstance(im, np.ndarray):
-                keys.append(_bucket_key(im.shape[:2] if im.ndim == 3 else None, self.input_size))
+                keys.append(_bucket_key(im.shape[:2] if im.ndim == 3 else None, self.input_size, self.multiple))
             else:
-                keys.append(_bucket_key(header_size(Path(im)), self.input_size))
+                keys.append(_bucket_key(header_size(Path(im)), self.input_size, self.multiple))
         return keys
 
     def __getitem__(self, i: int) -> Sample:
@@ -177,7 +182,7 @@ class ImageListDataset(Dataset):
         try:
             if not is_array:
                 im = _read_rgb(Path(im))
-            return make_sample(im, meta, self.input_size, keep_image=False)
+            return make_sample(im, meta, self.input_size, False, self.multiple)
         except Exception as exc:  # noqa: BLE001 - reported per item by predict_items
             return error_sample(meta, exc)
 
@@ -194,11 +199,13 @@ class VideoFrameDataset(IterableDataset):
     def __init__(
         self,
         files: Sequence[InputFile],
-        input_size: int = 518,
+        input_size: int,
         keep_images: bool = False,
         frame_stride: int = 1,
         max_frames: int | None = None,
         done: DoneFilter | None = None,
+        *,
+        multiple: int,
     ) -> None:
         if frame_stride < 1:
             raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
@@ -208,6 +215,7 @@ class VideoFrameDataset(IterableDataset):
         self.frame_stride = frame_stride
         self.max_frames = max_frames
         self.done = done
+        self.multiple = multiple
 
     def __iter__(self) -> Iterator[Sample]:
         from da_toolkit.inference.video import iter_video_frames
@@ -229,7 +237,7 @@ class VideoFrameDataset(IterableDataset):
                     meta = {**base, "frame": index, "fps": fps / self.frame_stride}
                     if self.done is not None and self.done(meta):
                         continue
-                    yield make_sample(rgb, meta, self.input_size, self.keep_images)
+                    yield make_sample(rgb, meta, self.input_size, self.keep_images, self.multiple)
             except Exception as exc:  # noqa: BLE001 - one broken video must not stop the run
                 yield error_sample({**base, "frame": None}, exc)
 

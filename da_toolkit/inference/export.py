@@ -260,6 +260,10 @@ class OnnxDepthModel:
             raise ValueError(f"{path}: onnxruntime cannot load this model ({exc})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.output_kind = meta.get("output_kind", "disparity")
+        #: network-input multiple and upsampling rule recorded at export (files written before
+        #: these keys existed were all patch-14 DINOv2 models upsampled with the V2 rule)
+        self.input_multiple = int(meta.get("input_multiple", "14"))
+        self.upsample_align_corners = meta.get("upsample_align_corners", "true").lower() == "true"
         self.input_name = self.session.get_inputs()[0].name
         self.path = path
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None

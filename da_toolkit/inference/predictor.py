@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from da_toolkit.inference.datasets import ImageLike, ImageListDataset, bucket_sampler, collate_inference
 from da_toolkit.inference.items import PredictionItem
 from da_toolkit.inference.runner import PRECISIONS, ModelFn, check_precision, precision_context, run_batch
+from da_toolkit.models.inference_core import align_corners_of, input_multiple
 
 
 class Predictor:
@@ -29,7 +30,8 @@ class Predictor:
         compile: wrap the model with ``torch.compile`` (on CPU with inductor ``freezing``); the
             first batch of each new input size compiles (minutes on a small CPU).
         batch_size: images per forward; images are bucketed by preprocessed size.
-        input_size: lower bound of the shorter network-input side (multiple-of-14 rule).
+        input_size: lower bound of the shorter network-input side (official rule; sides become
+            multiples of the model's ``input_multiple``).
         device: torch device (default: CUDA if available, else CPU).
         backend: ``"torch"`` or ``"onnxruntime"``.
         num_workers: DataLoader workers decoding files (``None``: up to 2 when paths are given).
@@ -55,8 +57,8 @@ class Predictor:
         self.precision = check_precision(precision)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if input_size < 14:
-            raise ValueError(f"input_size must be >= 14, got {input_size}")
+        if input_size < 1:
+            raise ValueError(f"input_size must be >= 1, got {input_size}")
         self.batch_size = batch_size
         self.input_size = input_size
         self.num_workers = num_workers
@@ -67,6 +69,8 @@ class Predictor:
             if not isinstance(model, nn.Module):
                 raise TypeError(f"backend 'torch' needs an nn.Module model, got {type(model).__name__}")
             self.output_kind = str(getattr(model, "output_kind", "disparity"))
+            self.input_multiple = input_multiple(model)
+            self.align_corners = align_corners_of(model)
             self._fn = self._torch_fn(model, compile, channels_last)
         elif backend == "onnxruntime":
             from da_toolkit.inference.export import OnnxDepthModel
@@ -75,6 +79,8 @@ class Predictor:
                 raise ValueError("backend 'onnxruntime' runs the exported fp32 graph; use precision '32'")
             ort_model = OnnxDepthModel.from_model_or_path(model, device=self.device)
             self.output_kind = ort_model.output_kind
+            self.input_multiple = ort_model.input_multiple
+            self.align_corners = ort_model.upsample_align_corners
             self._fn = ort_model
         else:
             raise ValueError(f"unknown backend {backend!r}; expected 'torch' or 'onnxruntime'")
@@ -102,7 +108,7 @@ class Predictor:
         """Predict every image; unreadable ones give items with ``error`` set (in input order)."""
         from tqdm.auto import tqdm
 
-        dataset = ImageListDataset(images, self.input_size)
+        dataset = ImageListDataset(images, self.input_size, multiple=self.input_multiple)
         batches = bucket_sampler(dataset, self.batch_size)
         has_paths = any(not isinstance(im, np.ndarray) for im in images)
         workers = self.num_workers if self.num_workers is not None else (min(2, os.cpu_count() or 1) if has_paths else 0)
@@ -117,6 +123,7 @@ class Predictor:
                 [batch["meta"][j]["size"] for j in ok],
                 self.device,
                 self.input_dtype,
+                self.align_corners,
             )
             for j, meta in enumerate(batch["meta"]):
                 items[meta["index"]] = PredictionItem(None, meta, self.output_kind, error=batch["error"][j])

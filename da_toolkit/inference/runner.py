@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from da_toolkit.models.preprocess import upsample_prediction
+from da_toolkit.models.inference_core import ModelFn, group_by_shape, run_prepared
 
 #: precision name -> (autocast dtype or None, weight dtype)
 PRECISIONS: dict[str, tuple[torch.dtype | None, torch.dtype]] = {
@@ -18,7 +18,7 @@ PRECISIONS: dict[str, tuple[torch.dtype | None, torch.dtype]] = {
     "bf16-true": (None, torch.bfloat16),
 }
 
-ModelFn = Callable[[torch.Tensor], torch.Tensor]
+__all__ = ["PRECISIONS", "ModelFn", "check_precision", "group_by_shape", "precision_context", "run_batch"]
 
 
 def check_precision(precision: str) -> str:
@@ -41,22 +41,17 @@ def precision_context(precision: str, device: torch.device) -> Iterator[None]:
                 yield
 
 
-def group_by_shape(images: Sequence[torch.Tensor]) -> list[list[int]]:
-    """Indices of ``images`` grouped by equal shape (first-seen order)."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, im in enumerate(images):
-        groups.setdefault(tuple(im.shape), []).append(i)
-    return list(groups.values())
-
-
 def run_batch(
     model_fn: ModelFn,
     images: Sequence[torch.Tensor],
     sizes: Sequence[tuple[int, int]],
     device: torch.device,
     input_dtype: torch.dtype = torch.float32,
+    align_corners: bool = True,
 ) -> list[np.ndarray]:
     """Predict a list of preprocessed images and upsample each to its original size.
+
+    A numpy front of :func:`da_toolkit.models.inference_core.run_prepared` (the one inference core).
 
     Args:
         model_fn: ``(B,3,h,w)`` ImageNet-normalised -> ``(B,h,w)`` disparity or metres.
@@ -64,18 +59,10 @@ def run_batch(
         sizes: original ``(H_i, W_i)`` of each image.
         device: where the model runs.
         input_dtype: dtype the stacked batch is cast to (bf16 for ``bf16-true`` weights).
+        align_corners: the model's upsampling rule (``upsample_align_corners``).
 
     Returns:
-        ``(H_i, W_i)`` float32 numpy arrays (bilinear upsampling, ``align_corners=True``).
+        ``(H_i, W_i)`` float32 numpy arrays (bilinear upsampling).
     """
-    out: list[np.ndarray | None] = [None] * len(images)
-    for idx in group_by_shape(images):
-        x = torch.stack([images[i] for i in idx]).to(device=device, dtype=input_dtype)
-        pred = model_fn(x)
-        if pred.dim() != 3 or pred.shape[0] != len(idx):
-            raise ValueError(f"the model returned shape {tuple(pred.shape)} for input {tuple(x.shape)}; expected (B,h,w)")
-        pred = pred.float()
-        for j, i in enumerate(idx):
-            up = upsample_prediction(pred[j : j + 1], sizes[i])[0]
-            out[i] = up.cpu().numpy().astype(np.float32, copy=False)
-    return out  # type: ignore[return-value]
+    outs = run_prepared(model_fn, images, sizes, align_corners, device, input_dtype)
+    return [o.cpu().numpy().astype(np.float32, copy=False) for o in outs]

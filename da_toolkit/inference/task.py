@@ -12,6 +12,7 @@ from torch import nn
 from da_toolkit.inference.items import PredictionItem
 from da_toolkit.inference.runner import run_batch
 from da_toolkit.inference.video import TemporalSmoother
+from da_toolkit.models.inference_core import align_corners_of, input_multiple
 
 
 class DepthPredictionTask(pl.LightningModule):
@@ -60,6 +61,16 @@ class DepthPredictionTask(pl.LightningModule):
         self._forward: Any = self.model
         self.failures: list[tuple[str, str]] = []
 
+    @property
+    def input_multiple(self) -> int:
+        """Network-input sides are multiples of this (from the model)."""
+        return input_multiple(self.model)
+
+    @property
+    def upsample_align_corners(self) -> bool:
+        """The model's upsampling rule (V2: ``True``, V1: ``False``)."""
+        return align_corners_of(self.model)
+
     def setup(self, stage: str) -> None:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -89,7 +100,12 @@ class DepthPredictionTask(pl.LightningModule):
         ok = [j for j, err in enumerate(batch["error"]) if err is None]
         dtype = next(self.model.parameters()).dtype
         depths = run_batch(
-            self, [batch["images"][j] for j in ok], [batch["meta"][j]["size"] for j in ok], self.device, dtype
+            self,
+            [batch["images"][j] for j in ok],
+            [batch["meta"][j]["size"] for j in ok],
+            self.device,
+            dtype,
+            self.upsample_align_corners,
         )
         items = []
         for j, meta in enumerate(batch["meta"]):

@@ -86,7 +86,8 @@ def target_size(
     Args:
         h, w: image size in pixels.
         input_size: lower bound of the shorter side of the network input (pixels).
-        multiple: each output side is a multiple of this (the patch size, 14).
+        multiple: each output side is a multiple of this (the model's input multiple; the
+            default is the official releases' patch size).
         max_pixels: refuse network inputs with more than this many pixels ``h' * w'`` (guard
             against absurd aspect ratios: a 10000x10 image would need 518x518000);
             ``None`` disables the guard. The result is unchanged for every size it accepts.
@@ -124,7 +125,10 @@ def _check_rgb(rgb: np.ndarray) -> None:
 
 
 def prepare_image(
-    rgb: np.ndarray, input_size: int = 518, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    rgb: np.ndarray,
+    input_size: int = 518,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    multiple: int = 14,
 ) -> torch.Tensor:
     """Official preprocessing of one image.
 
@@ -133,6 +137,9 @@ def prepare_image(
         input_size: lower bound of the shorter side of the network input.
         max_pixels: limit on the network input's pixels, see :func:`target_size`
             (``ValueError`` above it, before any resizing).
+        multiple: network-input sides are multiples of this; the default is the official
+            releases' patch size. Toolkit code passes the model's ``input_multiple``
+            (:mod:`da_toolkit.models.inference_core`).
 
     Returns:
         ``(1,3,h',w')`` float32 tensor, ImageNet-normalised, ``(h', w') = target_size(H, W)``,
@@ -142,7 +149,7 @@ def prepare_image(
 
     _check_rgb(rgb)
     h, w = rgb.shape[:2]
-    th, tw = target_size(h, w, input_size, max_pixels=max_pixels)
+    th, tw = target_size(h, w, input_size, multiple=multiple, max_pixels=max_pixels)
     image = rgb.astype(np.float64) / 255.0
     image = cv2.resize(image, (tw, th), interpolation=cv2.INTER_CUBIC)
     image = (image - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)

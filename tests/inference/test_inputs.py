@@ -63,7 +63,7 @@ def test_bucket_batch_sampler_follows_its_sampler():
 def test_inference_data_skips_done_items(tmp_path):
     for name in ("a", "b", "c"):
         _touch_image(tmp_path / "in" / f"{name}.png")
-    dm = InferenceData(str(tmp_path / "in"), batch_size=2, num_workers=0, input_size=14)
+    dm = InferenceData(str(tmp_path / "in"), batch_size=2, num_workers=0, input_size=14, input_multiple=14)
     dm.add_done_filter(lambda meta: meta["id"] == "b")
     dm.setup("predict")
     (loader,) = dm.predict_dataloader()
