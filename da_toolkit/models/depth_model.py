@@ -10,7 +10,7 @@ from torch import nn
 
 from da_toolkit.models.decoders.base import Decoder
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
-from da_toolkit.models.preprocess import DEFAULT_MAX_PIXELS, prepare_image, upsample_prediction
+from da_toolkit.models.preprocess import DEFAULT_MAX_PIXELS
 
 __all__ = ["DepthModel"]
 
@@ -77,7 +77,8 @@ class DepthModel(nn.Module):
 
         Args:
             rgb: uint8 numpy ``(H,W,3)`` RGB.
-            input_size: lower bound of the network input's shorter side (multiple of 14 used).
+            input_size: lower bound of the network input's shorter side (sides become
+                multiples of ``input_multiple``; upsampling follows ``upsample_align_corners``).
             max_pixels: limit on the network input's pixels (default 50 M); an image whose
                 official network input would exceed it (e.g. 10000x10 -> 518x518000) raises
                 ``ValueError`` naming both sizes and the limit. ``None`` disables the guard.
@@ -87,8 +88,6 @@ class DepthModel(nn.Module):
             ``output_kind``). Runs on the model's device and dtype in its current mode (models
             from ``load_model`` are in eval mode).
         """
-        param = next(self.parameters())
-        x = prepare_image(rgb, input_size, max_pixels=max_pixels).to(device=param.device, dtype=param.dtype)
-        pred = self.forward(x)
-        out = upsample_prediction(pred.float(), (rgb.shape[0], rgb.shape[1]))
-        return out[0].cpu().numpy().astype(np.float32)
+        from da_toolkit.models.inference_core import predict_rgb
+
+        return predict_rgb(self, rgb, input_size, max_pixels=max_pixels)
