@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal, overload
 
 import numpy as np
@@ -10,16 +11,19 @@ from torch import nn
 
 from da_toolkit.models.decoders.base import Decoder
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
+from da_toolkit.models.init_args import RecordsInitArgs
 from da_toolkit.models.preprocess import DEFAULT_MAX_PIXELS
+from da_toolkit.models.weights.formats import LoadedWeights
+from da_toolkit.models.weights.load import load_encoder_weights, load_weights
 
 __all__ = ["DepthModel"]
 
 
-class DepthModel(nn.Module):
+class DepthModel(RecordsInitArgs, nn.Module):
     """Depth Anything network: ``Encoder -> Decoder -> head activation``.
 
-    ``forward(x)`` with ``x`` ``(B,3,H,W)`` ImageNet-normalised float (sides multiples of the
-    encoder's patch size) returns ``(B,H,W)``: relative disparity (``output_kind ==
+    ``forward(x)`` with ``x`` ``(B,3,H,W)`` ImageNet-normalised float (sides multiples of
+    :attr:`input_multiple`) returns ``(B,H,W)``: relative disparity (``output_kind ==
     "disparity"``, bigger = nearer, unknown scale and shift) or metric depth in metres
     (``output_kind == "metric"``). ``forward(x, return_features=True)`` also returns the
     :class:`EncoderOutput` (for feature alignment).
@@ -29,15 +33,67 @@ class DepthModel(nn.Module):
         decoder: a :class:`Decoder` (``forward(enc, size) -> (B,H,W)``); its
             ``attach(encoder)`` is called to size it to the encoder (``DPTDecoder`` builds its
             layers from the encoder's channels and strides there).
+        weights: a local full-model weights file or folder (any format of
+            :mod:`da_toolkit.models.weights`), loaded strictly at construction; ``None`` keeps
+            the random initialisation.
+        encoder_weights: a local encoder-only file (e.g. a DINOv2 backbone), loaded into the
+            encoder after ``weights``.
+        upsample_align_corners: ``align_corners`` of the bilinear upsampling of predictions to
+            the image size (post-processing of the release: V1 ``False``, V2 ``True``).
+
+    The description of the model as data (:func:`da_toolkit.models.description.describe_model`)
+    is built from the automatically recorded ``init_args`` of the model and its parts.
     """
 
-    def __init__(self, encoder: Encoder, decoder: Decoder) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        decoder: Decoder,
+        weights: str | None = None,
+        encoder_weights: str | None = None,
+        upsample_align_corners: bool = True,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+        self.upsample_align_corners = bool(upsample_align_corners)
+        self._weights_loaded = False
         attach = getattr(decoder, "attach", None)
         if callable(attach):
             attach(encoder)
+        if weights is not None:
+            self.load_weights(weights)
+        if encoder_weights is not None:
+            load_encoder_weights(self.encoder, encoder_weights)
+
+    def load_weights(self, path: str | os.PathLike[str]) -> LoadedWeights:
+        """Load a full-model weights file or folder (strict); sets :attr:`weights_loaded`."""
+        return load_weights(self, path)
+
+    @property
+    def weights_loaded(self) -> bool:
+        """True once full-model weights were loaded (constructor, :meth:`load_weights`, or any
+        ``load_state_dict`` that covered every tensor of the model, e.g. Lightning restoring a
+        checkpoint); False for a randomly initialised model."""
+        return self._weights_loaded
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, torch.Tensor],
+        prefix: str,
+        local_metadata: dict[str, object],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        # called for this module by any (parent's) load_state_dict, before its children load
+        own = self.state_dict(keep_vars=True)
+        if own and all(prefix + key in state_dict for key in own):
+            self._weights_loaded = True
 
     @property
     def output_kind(self) -> str:
@@ -53,6 +109,14 @@ class DepthModel(nn.Module):
     def patch_size(self) -> int | None:
         """Input sides must be multiples of this (``None``: any size)."""
         return self.encoder.patch_size
+
+    @property
+    def input_multiple(self) -> int:
+        """Input sides should be multiples of this: the patch size of a ViT, else the largest
+        reduction (stride) of the encoder's levels (e.g. 32 for a CNN pyramid)."""
+        if self.encoder.patch_size is not None:
+            return int(self.encoder.patch_size)
+        return int(max(self.encoder.reductions))
 
     @overload
     def forward(self, x: torch.Tensor, return_features: Literal[False] = ...) -> torch.Tensor: ...

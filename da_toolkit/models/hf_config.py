@@ -1,14 +1,22 @@
-"""Hugging Face ``DepthAnythingConfig`` <-> :class:`ModelConfig` (DINOv2 + DPT only)."""
+"""Hugging Face ``DepthAnythingConfig`` <-> our model description (DINOv2 + DPT only).
+
+Descriptions are the dicts of :mod:`da_toolkit.models.describe` (``class_path`` + ``init_args``
+of the model, its encoder and decoder).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from da_toolkit.models.config import ModelConfig
-from da_toolkit.models.decoders.dpt import VIT_RESIZE_FACTORS
+from da_toolkit.models.decoders.dpt import VIT_RESIZE_FACTORS, DPTDecoder
+from da_toolkit.models.describe import DEPTH_MODEL_CLASS_PATH
+from da_toolkit.models.encoders.dinov2 import DINOv2Encoder
 
-__all__ = ["hf_config_to_model_config", "model_config_to_hf_config"]
+__all__ = ["description_to_hf_config", "hf_config_to_description"]
+
+_DINOV2 = f"{DINOv2Encoder.__module__}.{DINOv2Encoder.__qualname__}"
+_DPT = f"{DPTDecoder.__module__}.{DPTDecoder.__qualname__}"
 
 
 def _need(cfg: Mapping[str, Any], key: str, where: str) -> Any:
@@ -17,8 +25,8 @@ def _need(cfg: Mapping[str, Any], key: str, where: str) -> Any:
     return cfg[key]
 
 
-def hf_config_to_model_config(cfg: Mapping[str, Any], where: str = "config.json") -> ModelConfig:
-    """Translate a ``DepthAnythingForDepthEstimation`` ``config.json`` (parsed) to our config.
+def hf_config_to_description(cfg: Mapping[str, Any], where: str = "config.json") -> dict[str, Any]:
+    """Translate a ``DepthAnythingForDepthEstimation`` ``config.json`` (parsed) to our description.
 
     ``where`` names the file in error messages.
     """
@@ -64,22 +72,35 @@ def hf_config_to_model_config(cfg: Mapping[str, Any], where: str = "config.json"
         "out_channels": [int(c) for c in cfg.get("neck_hidden_sizes", (48, 96, 192, 384))],
         "max_depth": max_depth,
     }
-    return ModelConfig("dinov2", "dpt", encoder_args, decoder_args)
+    return {
+        "class_path": DEPTH_MODEL_CLASS_PATH,
+        "init_args": {
+            "encoder": {"class_path": _DINOV2, "init_args": encoder_args},
+            "decoder": {"class_path": _DPT, "init_args": decoder_args},
+            "weights": None,
+            "encoder_weights": None,
+            # the transformers post-processing of DepthAnything (V2 code path)
+            "upsample_align_corners": True,
+        },
+    }
 
 
 def _int_if_whole(v: float) -> int | float:
     return int(v) if float(v).is_integer() else float(v)
 
 
-def model_config_to_hf_config(config: ModelConfig) -> dict[str, Any]:
-    """Our config -> a ``config.json`` dict for ``DepthAnythingForDepthEstimation``.
+def description_to_hf_config(description: Mapping[str, Any]) -> dict[str, Any]:
+    """Our description -> a ``config.json`` dict for ``DepthAnythingForDepthEstimation``.
 
     Raises ``ValueError`` for models HF cannot express (non-DINOv2 encoders, batch norm,
     class-token readout).
     """
-    if config.encoder != "dinov2" or config.decoder != "dpt":
-        raise ValueError(f"only dinov2 + dpt models have a Hugging Face form, got {config.encoder} + {config.decoder}")
-    e, d = dict(config.encoder_args), dict(config.decoder_args)
+    init = description.get("init_args", {})
+    enc, dec = init.get("encoder", {}), init.get("decoder", {})
+    enc_path, dec_path = enc.get("class_path"), dec.get("class_path")
+    if enc_path not in (_DINOV2, "dinov2") or dec_path not in (_DPT, "dpt"):
+        raise ValueError(f"only DINOv2 + DPT models have a Hugging Face form, got {enc_path} + {dec_path}")
+    e, d = dict(enc.get("init_args", {})), dict(dec.get("init_args", {}))
     if d.get("use_bn") or d.get("use_clstoken"):
         raise ValueError("Hugging Face DepthAnything has no batch-norm or class-token-readout option")
     depth = int(e.get("depth", 12))

@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from da_toolkit.models.depth_model import DepthModel
+from da_toolkit.models.description import (
+    build_model,
+    preset_description,
+    with_overrides,
+)
 
 __all__ = ["build_tiny_model"]
 
@@ -15,10 +20,6 @@ def build_tiny_model(max_depth: float | None = None, **overrides: Any) -> DepthM
     Inputs ``(B,3,H,W)`` need sides that are multiples of 14 (e.g. 28, 42, 56); the output is
     ``(B,H,W)`` relative disparity (``max_depth=None``, ReLU head) or metres in
     ``(0, max_depth)`` (Sigmoid head). Returned in training mode; ``**overrides`` as for
-    :func:`da_toolkit.models.presets.load_model` (e.g. ``use_clstoken=True``).
+    :func:`da_toolkit.models.load_model` (e.g. ``use_clstoken=True``).
     """
-    from da_toolkit.models.config import build_model
-    from da_toolkit.models.presets import get_preset
-
-    config = get_preset("tiny").config.with_overrides(max_depth=max_depth, **overrides)
-    return build_model(config)
+    return build_model(with_overrides(preset_description("tiny"), {"max_depth": max_depth, **overrides}))

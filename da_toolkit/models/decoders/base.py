@@ -6,16 +6,18 @@ import torch
 from torch import nn
 
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
+from da_toolkit.models.init_args import RecordsInitArgs
 
 __all__ = ["Decoder"]
 
 
-class Decoder(nn.Module):
+class Decoder(RecordsInitArgs, nn.Module):
     """Base of all decoders: ``forward(enc: EncoderOutput, size=(H, W)) -> (B,H,W)``.
 
     The output is relative disparity (``output_kind == "disparity"``) or metres
     (``"metric"``). ``attach(encoder)`` is called by ``DepthModel`` so a decoder can size itself
-    to its encoder (default: nothing to do).
+    to its encoder (default: nothing to do). Constructor arguments are recorded automatically
+    as ``self.init_args`` (:mod:`da_toolkit.models.init_args`).
     """
 
     max_depth: float | None = None

@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from da_toolkit.models._args import record_init_args
 from da_toolkit.models.decoders.base import Decoder
 from da_toolkit.models.decoders.blocks import FusionBlock
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
@@ -76,7 +75,6 @@ class DPTDecoder(Decoder):
         resize_factors: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        record_init_args(self, locals())
         if len(out_channels) != 4:
             raise ValueError(f"DPTDecoder: out_channels must have 4 levels, got {list(out_channels)}")
         if max_depth is not None and max_depth <= 0:

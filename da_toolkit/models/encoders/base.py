@@ -7,6 +7,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from da_toolkit.models.init_args import RecordsInitArgs
+
 __all__ = ["Encoder", "EncoderOutput"]
 
 
@@ -23,7 +25,7 @@ class EncoderOutput(NamedTuple):
     cls_tokens: list[torch.Tensor] | None
 
 
-class Encoder(nn.Module):
+class Encoder(RecordsInitArgs, nn.Module):
     """Base of all encoders.
 
     ``forward(x: (B,3,H,W) ImageNet-normalised float) -> EncoderOutput``. Subclasses set:
@@ -32,6 +34,9 @@ class Encoder(nn.Module):
     - ``reductions``: stride of each level relative to the input (14 for every level of a
       patch-14 ViT, e.g. ``[4, 8, 16, 32]`` for a CNN pyramid);
     - ``patch_size``: input sides must be multiples of it (``None`` for CNNs).
+
+    Constructor arguments are recorded automatically as ``self.init_args`` (JSON-friendly), so
+    a model holding the encoder can be described and rebuilt (:mod:`da_toolkit.models.init_args`).
     """
 
     out_channels: list[int]

@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from da_toolkit.models._args import record_init_args
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
 
 __all__ = ["DINOv2Encoder", "DINOV2_SIZES", "V2_LAYER_INDICES", "resample_pos_embed"]
@@ -191,7 +190,6 @@ class DINOv2Encoder(Encoder):
         layerscale_init: float = 1.0,
     ) -> None:
         super().__init__()
-        record_init_args(self, locals())
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
         # default: the last four blocks (V1); shallower test models repeat block 0

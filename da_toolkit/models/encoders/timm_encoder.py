@@ -13,10 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
-from da_toolkit.models._args import record_init_args
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
 
-__all__ = ["TimmEncoder", "ConvNeXtEncoder"]
+__all__ = ["ConvNeXtEncoder", "TimmEncoder"]
 
 
 class TimmEncoder(Encoder):
@@ -27,8 +26,11 @@ class TimmEncoder(Encoder):
     Args:
         name: timm model name (e.g. ``"resnet50"``, ``"convnext_tiny"``).
         out_indices: which feature levels to return (four of them for DPT).
-        weights: optional local checkpoint of the timm model (never downloads).
+        weights: optional local checkpoint of the timm model (never downloads); not recorded
+            in ``init_args`` (a saved model carries the tensors in its state dict).
     """
+
+    transient_init_args = frozenset({"weights"})
 
     def __init__(
         self,
@@ -37,8 +39,6 @@ class TimmEncoder(Encoder):
         weights: str | None = None,
     ) -> None:
         super().__init__()
-        # weights are not recorded: a saved model carries them in its state dict
-        record_init_args(self, {"name": name, "out_indices": out_indices, "weights": None})
         import timm
 
         if weights is not None and not os.path.isfile(weights):
@@ -71,4 +71,3 @@ class ConvNeXtEncoder(TimmEncoder):
 
     def __init__(self, variant: str = "tiny", weights: str | None = None) -> None:
         super().__init__(name=f"convnext_{variant}", out_indices=(0, 1, 2, 3), weights=weights)
-        record_init_args(self, {"variant": variant, "weights": None})
