@@ -102,11 +102,9 @@ def pack_source(
                     continue
                 writer.write(str(sample["meta"]["id"]), members)
                 bar.update(1)
-            # close the shard at its index boundary even if bad items made it short
-            writer.flush()
-            if writer.finished and len(writer.finished) != shard + 1:
-                # every item of this shard was bad: keep numbering aligned with item ranges
-                writer.index["shardlist"].append({"url": writer.shard_name(shard), "nsamples": 0, "ids": []})
+            # close the shard at its item-range boundary (empty if every item was bad)
+            if len(writer.finished) < shard + 1:
+                writer.flush(empty=True)
     except BaseException:
         writer.abort()
         raise

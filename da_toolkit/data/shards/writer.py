@@ -113,10 +113,16 @@ class ShardWriter:
         if len(self._ids) >= self.maxcount:
             self.flush()
 
-    def flush(self) -> None:
-        """Finalise the shard being written (if any): close, move into place, list in the index."""
+    def flush(self, empty: bool = False) -> None:
+        """Finalise the shard being written: close, move into place, list in the index.
+
+        With no shard open nothing happens, unless ``empty`` (then an empty shard is written:
+        the converter keeps shard numbers aligned with item ranges).
+        """
         if self._tar is None:
-            return
+            if not empty:
+                return
+            self._open()
         self._tar.close()
         self._handle.flush()
         os.fsync(self._handle.fileno())
@@ -134,6 +140,10 @@ class ShardWriter:
     def abort(self) -> None:
         """Drop the shard being written (it is redone by the next run)."""
         if self._tar is not None:
+            try:
+                self._tar.close()
+            except (OSError, ValueError):
+                pass
             try:
                 self._handle.close()
             except OSError:
