@@ -131,7 +131,15 @@ class DepthLightningCLI(LightningCLI):
 
 
 def configure_checkpointing(trainer: pl.Trainer) -> None:
-    """Give every ModelCheckpoint a stable ``dirpath`` and ``save_last=True``."""
+    """Give every ModelCheckpoint a stable ``dirpath`` and ``save_last=True``; save atomically.
+
+    Checkpoints are written through :class:`~da_toolkit.tasks.checkpointing.AtomicCheckpointIO`
+    (same-folder temp file + rename; an unreadable ``last.ckpt`` falls back on resume) unless the
+    trainer was given its own ``CheckpointIO``.
+    """
+    from da_toolkit.tasks.checkpointing import install_atomic_checkpoint_io
+
+    install_atomic_checkpoint_io(trainer)
     for cb in trainer.checkpoint_callbacks:
         if isinstance(cb, ModelCheckpoint):
             if cb.dirpath is None:

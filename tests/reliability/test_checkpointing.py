@@ -287,3 +287,15 @@ def test_resume_from_a_zero_byte_last_ckpt_through_the_trainer(tmp_path: Path) -
         resumed.fit(Tiny.make(), ckpt_path="last")
     assert starts == [2] and resumed.global_step == 4
 
+
+
+def test_the_cli_trainer_set_up_installs_the_atomic_io(tmp_path: Path) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from da_toolkit.cli.lightning_cli import configure_checkpointing
+
+    trainer = pl.Trainer(default_root_dir=tmp_path, logger=False, accelerator="cpu", devices=1,
+                         callbacks=[ModelCheckpoint()], enable_progress_bar=False)
+    configure_checkpointing(trainer)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    assert trainer.checkpoint_callback.save_last
