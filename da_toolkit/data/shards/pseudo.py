@@ -1,0 +1,291 @@
+"""Pseudo-labels as shards: a per-rank writer and a streaming reader.
+
+Layout under ``root`` (local folder or fsspec URL)::
+
+    root/<shard>-000000.tar     finished shards of writer <shard> (e.g. one per rank: rank000)
+    root/<shard>.index.json     its index: format, teacher_hash, settings, encoding and
+                                [{"url", "nsamples", "ids"}] of the finished shards
+
+Each sample: ``key.disp.png`` (relative disparity as a 16-bit PNG, per-image ``disp_range``
+in ``key.json``; see :func:`da_toolkit.data.shards.codec.encode_disparity`: round-trip error
+at most ``(hi - lo) / 131068`` per pixel, i.e. 7.6e-6 of the image's disparity range), ``key.json``
+(``id``, ``image_ref``, ``disp_range``) and, when the writer is given it, the image itself
+(``key.jpg``), so that the student streams shards without touching the original files.
+
+Guarantees as :mod:`da_toolkit.data.pseudo_store`: one writer per shard name (``flock`` on local
+roots), teacher hash and settings of every writer in ``root`` must agree
+(:class:`~da_toolkit.data.pseudo_store.StoreMismatchError`), and a re-run skips
+:meth:`PseudoLabelShardWriter.done_ids` - resumable at shard granularity: items of the shard
+that was being written when the job died are redone, finished shards never are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from da_toolkit.data.errors import SampleReadError
+from da_toolkit.data.pseudo_store import _SHARD_RE, StoreMismatchError, _canonical
+from da_toolkit.data.shards import urls as U
+from da_toolkit.data.shards.codec import decode_disparity, decode_image, encode_disparity, encode_image, raw_image, read_info
+from da_toolkit.data.shards.stream import ShardStream
+from da_toolkit.data.shards.writer import INDEX_SUFFIX, ShardWriter, load_index
+from da_toolkit.data.sources.base import instantiate, make_sample
+
+PSEUDO_SHARD_FORMAT = "da_toolkit.pseudo_label_shards/1"
+ENCODING = "png16-minmax"
+_HEADER_KEYS = ("teacher_hash", "settings", "encoding")
+
+
+def read_store_indexes(root: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Writer name -> index of every pseudo-label shard writer under ``root``."""
+    out: dict[str, dict[str, Any]] = {}
+    for url in U.glob(U.join_url(str(root), f"*{INDEX_SUFFIX}"), storage_options):
+        index = load_index(url, storage_options)
+        name = url.rsplit("/", 1)[-1][: -len(INDEX_SUFFIX)]
+        if index is None:
+            continue
+        if index.get("format") != PSEUDO_SHARD_FORMAT:
+            raise StoreMismatchError(f"{url}: format {index.get('format')!r}, expected {PSEUDO_SHARD_FORMAT!r}")
+        out[name] = index
+    return out
+
+
+class PseudoLabelShardWriter:
+    """Writes one rank's pseudo-labels as tar shards (drop-in for ``PseudoLabelWriter``).
+
+    Args:
+        root: store folder or URL (``s3://bucket/pseudo``).
+        shard: this writer's name, e.g. ``f"rank{global_rank:03d}"``; its shards are
+            ``<shard>-NNNNNN.tar``. Two live writers must not share it.
+        teacher_hash: identity of the teacher (e.g. ``checkpoint_hash(path)``).
+        settings: JSON-serialisable settings of the run; compared against every writer in ``root``.
+        maxcount: items per shard (the unit of resumption).
+        image_format: encoding of images passed to :meth:`write` as arrays (``jpg``/``png``/``webp``).
+        quality: JPEG/WebP quality.
+        storage_options: fsspec options of ``root``.
+
+    Raises:
+        StoreMismatchError: ``root`` holds shards of another teacher, settings or encoding.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        shard: str,
+        teacher_hash: str,
+        settings: Mapping[str, Any],
+        maxcount: int = 1000,
+        image_format: str = "jpg",
+        quality: int = 95,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not _SHARD_RE.match(shard):
+            raise ValueError(f"shard name {shard!r}: use letters, digits, '_', '.', '-' (not starting with '.')")
+        if not isinstance(teacher_hash, str) or not teacher_hash:
+            raise ValueError("teacher_hash must be a non-empty string (e.g. checkpoint_hash(path))")
+        self.root, self.shard = str(root), shard
+        self.storage_options = dict(storage_options or {})
+        self.image_format, self.quality = image_format, quality
+        self.header = {
+            "format": PSEUDO_SHARD_FORMAT,
+            "teacher_hash": teacher_hash,
+            "settings": _canonical(dict(settings), "settings"),
+            "encoding": ENCODING,
+        }
+        self._lock_handle: Any = None
+        self._lock()
+        self._check_against_existing()
+        self._writer = ShardWriter(self.root, shard, maxcount=maxcount, header=self.header, storage_options=self.storage_options)
+        self._done = self._writer.done_ids()
+
+    def _lock(self) -> None:
+        if not U.is_local(self.root) or sys.platform == "win32":
+            return  # object storage: shard names must be unique per writer (one per rank)
+        import fcntl
+
+        folder = U.local_path(self.root)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._lock_handle = open(folder / f".{self.shard}.lock", "ab")  # noqa: SIM115 - closed in close()
+        try:
+            fcntl.flock(self._lock_handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_handle.close()
+            raise RuntimeError(
+                f"pseudo-label shards {self.shard!r} in {self.root} are being written by another process; "
+                "give every writer (rank) its own shard name"
+            ) from None
+
+    def _check_against_existing(self) -> None:
+        for name, index in sorted(read_store_indexes(self.root, self.storage_options).items()):
+            for key in _HEADER_KEYS:
+                if index.get(key) != self.header[key]:
+                    raise StoreMismatchError(
+                        f"pseudo-label shards {self.root}: writer {name!r} used "
+                        f"{key}={json.dumps(index.get(key), sort_keys=True)}, but this run (writer {self.shard!r}) "
+                        f"has {key}={json.dumps(self.header[key], sort_keys=True)}; use a new folder or the same "
+                        "teacher and settings"
+                    )
+
+    def done_ids(self) -> set[str]:
+        """Ids in this writer's finished shards (skip them when resuming)."""
+        return set(self._done)
+
+    def write(
+        self,
+        item_id: str,
+        image_ref: Mapping[str, Any],
+        disparity: np.ndarray,
+        image: np.ndarray | bytes | None = None,
+    ) -> None:
+        """Add the relative disparity ``(H, W)`` of one item (durable once its shard is finished).
+
+        Args:
+            item_id: stable id of the item; unique within the store.
+            image_ref: where the original image is (JSON-serialisable; see ``pseudo_store``).
+            disparity: float ``(H, W)`` (a leading 1-axis is squeezed), relative disparity;
+                non-finite values are stored as invalid.
+            image: the image as uint8 ``(H, W, 3)`` (encoded as ``image_format``) or already
+                encoded bytes in that format; stored in the shard so readers need no other files.
+        """
+        if not isinstance(item_id, str) or not item_id:
+            raise ValueError(f"item_id must be a non-empty string, got {item_id!r}")
+        ref = _canonical(dict(image_ref), "image_ref")
+        arr = np.asarray(disparity)
+        if arr.ndim == 3 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(f"disparity for {item_id!r} must be a float (H, W) array, got {arr.dtype} {arr.shape}")
+        png, disp_range = encode_disparity(arr)
+        members: dict[str, bytes] = {"disp.png": png}
+        if image is not None:
+            if isinstance(image, (bytes, bytearray)):
+                members[self.image_format] = bytes(image)
+            else:
+                img = np.asarray(image)
+                if img.shape[:2] != arr.shape:
+                    raise ValueError(f"image of {item_id!r} is {img.shape[:2]} but its disparity is {arr.shape}")
+                members[self.image_format] = encode_image(img, self.image_format, self.quality)
+        info = {"id": item_id, "image_ref": ref, "disp_range": disp_range, "source": "pseudo_labels"}
+        members["json"] = json.dumps(info, sort_keys=True).encode()
+        self._writer.write(item_id, members)
+        self._done.add(item_id)
+
+    def flush(self) -> None:
+        """Finish the current (partial) shard now."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Finish the last shard and release the lock (idempotent)."""
+        self._writer.close()
+        if self._lock_handle is not None and not self._lock_handle.closed:
+            self._lock_handle.close()
+
+    def abort(self) -> None:
+        """Drop the unfinished shard (its items are redone on resume) and release the lock."""
+        self._writer.abort()
+        if self._lock_handle is not None and not self._lock_handle.closed:
+            self._lock_handle.close()
+
+    def __enter__(self) -> PseudoLabelShardWriter:  # noqa: PYI034
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class PseudoLabelShards(ShardStream):
+    """Stream the pseudo-label shards of a store: image + teacher disparity per sample.
+
+    Samples: ``image`` (from the shard, else from ``image_ref``: a file path - relative ones
+    against ``root`` when local - or item ``index`` of a source rebuilt from its config),
+    ``depth`` = relative disparity float32 ``(H, W)``, ``depth_kind = "relative"``, ``valid``.
+
+    Args:
+        root: the store folder or URL.
+        teacher_hash: if given, every writer must have used this teacher.
+        **kwargs: :class:`ShardStream` options (``storage_options``, ``shuffle``, ``seed``...).
+
+    Raises:
+        StoreMismatchError: no finished shards, or writers with different teacher/settings.
+    """
+
+    name = "pseudo_labels"
+    stream = "pseudo_labeled"
+
+    def __init__(self, root: str, teacher_hash: str | None = None, **kwargs: Any) -> None:
+        self.root = str(root)
+        self.expected_teacher = teacher_hash
+        self.header: dict[str, Any] = {}
+        self._image_sources: dict[str, Any] = {}
+        super().__init__(urls=self.root, **kwargs)
+
+    def _resolve(self, urls: Any, index: str | None) -> list[tuple[str, int]]:
+        indexes = read_store_indexes(self.root, self.storage_options)
+        shards: list[tuple[str, int]] = []
+        for name, index in sorted(indexes.items()):
+            header = {k: index.get(k) for k in _HEADER_KEYS}
+            if self.expected_teacher is not None and header["teacher_hash"] != self.expected_teacher:
+                raise StoreMismatchError(
+                    f"{self.root}: writer {name!r} used teacher {header['teacher_hash']}, expected {self.expected_teacher}"
+                )
+            if not self.header:
+                self.header = header
+            elif header != self.header:
+                raise StoreMismatchError(
+                    f"{self.root}: writer {name!r} has {json.dumps(header, sort_keys=True)} but another has "
+                    f"{json.dumps(self.header, sort_keys=True)}"
+                )
+            shards.extend((U.join_url(self.root, str(e["url"])), int(e["nsamples"])) for e in index["shardlist"])
+        if not shards:
+            raise StoreMismatchError(f"pseudo-label shards {self.root}: no finished shards (*{INDEX_SUFFIX})")
+        return shards
+
+    @property
+    def teacher_hash(self) -> str:
+        """The teacher hash every writer recorded."""
+        return str(self.header["teacher_hash"])
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings every writer recorded."""
+        return dict(self.header["settings"])
+
+    def _image_from_ref(self, ref: dict[str, Any], where: str) -> np.ndarray:
+        from da_toolkit.data.io import read_rgb
+
+        if "path" in ref:
+            path = str(ref["path"])
+            if not os.path.isabs(path) and U.is_local(self.root):
+                path = str(U.local_path(self.root) / path)
+            return read_rgb(path)
+        if "source" in ref and "index" in ref:
+            key = json.dumps(ref["source"], sort_keys=True)
+            if key not in self._image_sources:
+                try:
+                    self._image_sources[key] = instantiate(ref["source"])
+                except Exception as exc:  # noqa: BLE001 - name the broken reference
+                    raise SampleReadError(where, f"cannot rebuild image source {ref['source']}: {exc}") from None
+            return self._image_sources[key][int(ref["index"])]["image"]
+        raise SampleReadError(where, f"no image member and an image_ref without 'path' or 'source'+'index': {ref}")
+
+    def decode(self, raw: dict[str, Any], where: str) -> dict[str, Any]:
+        info = read_info(raw, where)
+        if "disp.png" not in raw or "disp_range" not in info:
+            raise SampleReadError(where, "pseudo-label sample needs disp.png and json.disp_range")
+        disparity, valid = decode_disparity(raw["disp.png"], info["disp_range"], where)
+        data = raw_image(raw, where)
+        ref = info.get("image_ref") or {}
+        image = decode_image(data, where) if data is not None else self._image_from_ref(ref, where)
+        return make_sample(
+            image, source=self.name, item_id=str(info.get("id", raw["__key__"])), image_ref=ref,
+            depth=disparity, depth_kind="relative", valid=valid, where=where,
+        )
