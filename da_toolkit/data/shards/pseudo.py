@@ -32,7 +32,14 @@ import numpy as np
 from da_toolkit.data.errors import SampleReadError
 from da_toolkit.data.pseudo_store import _SHARD_RE, StoreMismatchError, _canonical
 from da_toolkit.data.shards import urls as U
-from da_toolkit.data.shards.codec import decode_disparity, decode_image, encode_disparity, encode_image, raw_image, read_info
+from da_toolkit.data.shards.codec import (
+    decode_disparity,
+    decode_image,
+    encode_disparity,
+    encode_image,
+    raw_image,
+    read_info,
+)
 from da_toolkit.data.shards.stream import ShardStream
 from da_toolkit.data.shards.writer import INDEX_SUFFIX, ShardWriter, load_index
 from da_toolkit.data.sources.base import instantiate, make_sample
@@ -231,8 +238,8 @@ class PseudoLabelShards(ShardStream):
     def _resolve(self, urls: Any, index: str | None) -> list[tuple[str, int]]:
         indexes = read_store_indexes(self.root, self.storage_options)
         shards: list[tuple[str, int]] = []
-        for name, index in sorted(indexes.items()):
-            header = {k: index.get(k) for k in _HEADER_KEYS}
+        for name, entry in sorted(indexes.items()):
+            header = {k: entry.get(k) for k in _HEADER_KEYS}
             if self.expected_teacher is not None and header["teacher_hash"] != self.expected_teacher:
                 raise StoreMismatchError(
                     f"{self.root}: writer {name!r} used teacher {header['teacher_hash']}, expected {self.expected_teacher}"
@@ -244,7 +251,7 @@ class PseudoLabelShards(ShardStream):
                     f"{self.root}: writer {name!r} has {json.dumps(header, sort_keys=True)} but another has "
                     f"{json.dumps(self.header, sort_keys=True)}"
                 )
-            shards.extend((U.join_url(self.root, str(e["url"])), int(e["nsamples"])) for e in index["shardlist"])
+            shards.extend((U.join_url(self.root, str(e["url"])), int(e["nsamples"])) for e in entry["shardlist"])
         if not shards:
             raise StoreMismatchError(f"pseudo-label shards {self.root}: no finished shards (*{INDEX_SUFFIX})")
         return shards
