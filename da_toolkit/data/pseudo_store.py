@@ -7,7 +7,11 @@ Layout under ``root``::
     root/<shard>/<hh>/<sha1>.npy     the disparity of one item, ``<sha1>`` = sha1 of its id
 
 Each writer process (e.g. one distributed rank) owns one shard name, so ranks never touch the
-same file and need no coordination. An item's ``.npy`` is written atomically (temp + rename)
+same file and need no coordination. A writer holds an exclusive ``flock`` on its shard's manifest
+(:class:`ShardLock`, released by the OS when the process dies) from *before* it repairs anything,
+so a second writer on the same shard is refused (:class:`ShardBusyError`) without touching the
+live manifest. A command takes the lock with :func:`lock_shard` before loading its model and
+hands it to :class:`PseudoLabelWriter`. An item's ``.npy`` is written atomically (temp + rename)
 before its manifest line is appended, so a crash can at worst leave an orphan ``.npy`` (redone on
 resume) or a torn last manifest line (ignored and truncated on resume). A re-run with the same
 shard skips the ids in :meth:`PseudoLabelWriter.done_ids`.
@@ -36,11 +40,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 
@@ -54,6 +58,73 @@ _SHARD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 class StoreMismatchError(ValueError):
     """A writer or reader met shards produced by a different teacher or different settings."""
+
+
+class ShardBusyError(RuntimeError):
+    """Another live process holds the lock of this shard (one writer per shard)."""
+
+
+def _check_shard_name(shard: str) -> None:
+    if not _SHARD_RE.match(shard):
+        raise ValueError(f"shard name {shard!r}: use letters, digits, '_', '.', '-' (not starting with '.')")
+
+
+class ShardLock:
+    """Exclusive lock of one shard of a store: an ``flock`` on ``<root>/<shard>/manifest.jsonl``.
+
+    Taking it creates the shard folder and an empty manifest if missing, and nothing else; it
+    never reads or repairs the manifest. The lock lives as long as :attr:`handle` is open (the OS
+    drops it when the process dies). Use :func:`lock_shard` to take it.
+
+    Raises:
+        ShardBusyError: another process (or another open writer) holds the shard.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], shard: str) -> None:
+        _check_shard_name(shard)
+        self.dir = Path(root) / shard
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.dir / MANIFEST, "ab")  # noqa: SIM115 - owned by the lock / its writer
+        if sys.platform == "win32":  # pragma: no cover - no flock; shard names must stay unique
+            return
+        import fcntl
+
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.close()
+            raise ShardBusyError(
+                f"pseudo-label shard {self.dir} is being written by another process; wait for it to "
+                "finish, or give every writer (rank) its own shard name"
+            ) from None
+
+    @property
+    def held(self) -> bool:
+        """True until :meth:`close`."""
+        return not self.handle.closed
+
+    def close(self) -> None:
+        """Release the lock (idempotent)."""
+        if not self.handle.closed:
+            self.handle.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def lock_shard(root: str | os.PathLike[str], shard: str) -> ShardLock:
+    """Take the exclusive lock of ``root/shard`` now (before any costly work such as loading a model).
+
+    Pass the result to :class:`PseudoLabelWriter` (``lock=``), which then owns it.
+
+    Raises:
+        ShardBusyError: the shard is being written by another live process (one-line message).
+        ValueError: ``shard`` is not a valid shard name.
+    """
+    return ShardLock(root, shard)
 
 
 def checkpoint_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -153,10 +224,16 @@ class PseudoLabelWriter:
         settings: JSON-serialisable settings of the run (input size, model, ...); compared on
             resume and against the other shards.
         dtype: ``"float16"`` (default, half the disk) or ``"float32"``.
+        lock: the shard's lock taken earlier with :func:`lock_shard` (the writer then owns it and
+            releases it on :meth:`close`); ``None`` takes it here.
+
+    The lock is taken before the manifest is read or repaired, so a refused second writer never
+    modifies the live manifest.
 
     Raises:
         StoreMismatchError: ``root`` already holds a shard with another teacher hash, other
             settings or another dtype.
+        ShardBusyError: another process writes this shard (a ``RuntimeError``).
     """
 
     def __init__(
@@ -166,9 +243,9 @@ class PseudoLabelWriter:
         teacher_hash: str,
         settings: Mapping[str, Any],
         dtype: Literal["float16", "float32"] = "float16",
+        lock: ShardLock | None = None,
     ) -> None:
-        if not _SHARD_RE.match(shard):
-            raise ValueError(f"shard name {shard!r}: use letters, digits, '_', '.', '-' (not starting with '.')")
+        _check_shard_name(shard)
         if dtype not in ("float16", "float32"):
             raise ValueError(f"dtype {dtype!r}: expected 'float16' or 'float32'")
         if not isinstance(teacher_hash, str) or not teacher_hash:
@@ -176,37 +253,27 @@ class PseudoLabelWriter:
         self.root = Path(root)
         self.shard = shard
         self.dir = self.root / shard
+        if lock is not None and (not lock.held or lock.dir.resolve() != self.dir.resolve()):
+            raise ValueError(f"lock= must be the held lock of shard {self.dir}, got one of {lock.dir}")
         self.header = {
             "format": STORE_FORMAT,
             "teacher_hash": teacher_hash,
             "settings": _canonical(dict(settings), "settings"),
             "dtype": dtype,
         }
-        self._check_against_existing()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if not (self.dir / SHARD_HEADER).exists():
-            atomic_write_json(self.dir / SHARD_HEADER, self.header)
-        self._done: dict[str, str] = {}
-        for entry in read_manifest(self.dir, repair=True):
-            if (self.dir / entry["file"]).is_file():
-                self._done[entry["id"]] = entry["file"]
-        self._manifest = open(self.dir / MANIFEST, "ab")  # noqa: SIM115 - closed in close()
-        self._lock()
-
-    def _lock(self) -> None:
-        """Hold an exclusive ``flock`` on the manifest (released by the OS if the process dies)."""
-        if sys.platform == "win32":  # pragma: no cover - no flock; shard names must stay unique
-            return
-        import fcntl
-
+        self._check_against_existing()  # read-only: the other shards' atomic headers
+        self._lock = lock if lock is not None else ShardLock(self.root, shard)  # before any repair
+        self._manifest = self._lock.handle
         try:
-            fcntl.flock(self._manifest.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._manifest.close()
-            raise RuntimeError(
-                f"pseudo-label shard {self.dir} is being written by another process; "
-                "give every writer (rank) its own shard name"
-            ) from None
+            if not (self.dir / SHARD_HEADER).exists():
+                atomic_write_json(self.dir / SHARD_HEADER, self.header)
+            self._done: dict[str, str] = {}
+            for entry in read_manifest(self.dir, repair=True):
+                if (self.dir / entry["file"]).is_file():
+                    self._done[entry["id"]] = entry["file"]
+        except BaseException:
+            self._lock.close()
+            raise
 
     def _check_against_existing(self) -> None:
         if not self.root.is_dir():
@@ -259,7 +326,7 @@ class PseudoLabelWriter:
         if not self._manifest.closed:
             self._manifest.close()
 
-    def __enter__(self) -> PseudoLabelWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
