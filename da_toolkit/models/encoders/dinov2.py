@@ -26,7 +26,14 @@ from torch import nn
 
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
 
-__all__ = ["DINOv2Encoder", "DINOV2_SIZES", "V2_LAYER_INDICES", "resample_pos_embed"]
+__all__ = [
+    "DINOv2Encoder",
+    "DINOV2_SIZES",
+    "V2_LAYER_INDICES",
+    "bicubic_matrix",
+    "resample_pos_embed",
+    "traceable_pos_embed",
+]
 
 #: Width / depth / heads / feed-forward of each released size.
 DINOV2_SIZES: dict[str, dict[str, int | bool]] = {
@@ -70,6 +77,62 @@ def resample_pos_embed(patch_pos: torch.Tensor, grid_h: int, grid_w: int, offset
     if out.shape[-2:] != (grid_h, grid_w):  # pragma: no cover - guarded by the 0.1 offset
         raise RuntimeError(f"position embedding resampling gave {tuple(out.shape[-2:])}, expected {(grid_h, grid_w)}")
     return out.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim)
+
+
+#: cubic convolution coefficient of PyTorch's (and the official) bicubic interpolation
+CUBIC_A = -0.75
+
+
+def _cubic_weights(t: torch.Tensor, a: float = CUBIC_A) -> list[torch.Tensor]:
+    """Keys cubic-convolution weights of the 4 taps ``i-1, i, i+1, i+2`` for fractions ``t``."""
+
+    def near(x: torch.Tensor) -> torch.Tensor:  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x: torch.Tensor) -> torch.Tensor:  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+
+
+def bicubic_matrix(out_len: int | torch.SymInt, in_len: int, offset: float = 0.1,
+                   like: torch.Tensor | None = None) -> torch.Tensor:
+    """``(out_len, in_len)`` float32 matrix ``M`` with ``M @ v`` = PyTorch bicubic resampling of ``v``.
+
+    Matches ``F.interpolate(..., scale_factor=(out_len + offset) / in_len, mode="bicubic",
+    align_corners=False)``: source coordinate ``(o + 0.5) * in_len / (out_len + offset) - 0.5``,
+    4 taps, indices clamped to the border. ``out_len`` may be symbolic (traced).
+    """
+    device = like.device if like is not None else None
+    o = torch.arange(out_len, device=device, dtype=torch.float32)
+    n_out = torch.ones_like(o).sum()  # out_len as a tensor, so traced graphs keep it symbolic
+    src = (o + 0.5) * (in_len / (n_out + offset)) - 0.5
+    i0 = torch.floor(src)
+    t = src - i0
+    matrix = torch.zeros(o.shape[0], in_len, device=device, dtype=torch.float32)
+    for k, w in enumerate(_cubic_weights(t)):
+        idx = (i0 + (k - 1)).clamp(0, in_len - 1).long()
+        matrix = matrix + w[:, None] * F.one_hot(idx, in_len).float()
+    return matrix
+
+
+def traceable_pos_embed(pos_embed: torch.Tensor, grid_h: int | torch.SymInt,
+                        grid_w: int | torch.SymInt) -> torch.Tensor:
+    """The official resampling of ``pos_embed`` ``(1, 1 + S*S, C)`` to ``(1, 1 + grid_h*grid_w, C)``
+    with sizes that may be symbolic: bicubic as :func:`bicubic_matrix` products, and the official
+    shortcut (stored grid used as is when the token grid equals it) as a ``torch.where``."""
+    side = int(round((pos_embed.shape[1] - 1) ** 0.5))
+    dim = pos_embed.shape[2]
+    grid = pos_embed[:, 1:].float().reshape(side, side, dim)
+    mh = bicubic_matrix(grid_h, side, like=pos_embed)
+    mw = bicubic_matrix(grid_w, side, like=pos_embed)
+    same = (torch.ones_like(mh[:, 0]).sum() == side) & (torch.ones_like(mw[:, 0]).sum() == side)
+    eye_h = F.one_hot(torch.arange(mh.shape[0], device=pos_embed.device).clamp(max=side - 1), side).float()
+    eye_w = F.one_hot(torch.arange(mw.shape[0], device=pos_embed.device).clamp(max=side - 1), side).float()
+    mh = torch.where(same, eye_h, mh)
+    mw = torch.where(same, eye_w, mw)
+    patch = torch.einsum("hi,ijc,wj->hwc", mh, grid, mw).reshape(1, -1, dim)
+    return torch.cat([pos_embed[:, :1].float(), patch], dim=1).to(pos_embed.dtype)
 
 
 class PatchEmbed(nn.Module):
@@ -227,7 +290,14 @@ class DINOv2Encoder(Encoder):
                 nn.init.zeros_(m.bias)
 
     def pos_embed_for(self, grid_h: int, grid_w: int) -> torch.Tensor:
-        """Position embeddings ``(1, 1 + grid_h*grid_w, C)`` for a ``grid_h x grid_w`` token grid."""
+        """Position embeddings ``(1, 1 + grid_h*grid_w, C)`` for a ``grid_h x grid_w`` token grid.
+
+        Concrete sizes use ``F.interpolate`` (:func:`resample_pos_embed`); symbolic sizes (ONNX /
+        ``torch.export`` with dynamic height and width) use the same official rule written as two
+        interpolation matrices (:func:`traceable_pos_embed`), which keeps the sizes symbolic.
+        """
+        if not (isinstance(grid_h, int) and isinstance(grid_w, int)):
+            return traceable_pos_embed(self.pos_embed, grid_h, grid_w)
         n = self.pos_embed.shape[1] - 1
         if grid_h * grid_w == n and grid_h == grid_w:
             return self.pos_embed
