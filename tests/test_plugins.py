@@ -650,7 +650,6 @@ def test_model_lookup_reports_a_plugin_clash_on_a_builtin_encoder_name(monkeypat
     """A plugin registering ``dinov2`` (a built-in encoder name) makes building a model that names
     it fail naming both plugins (it used to silently pick the built-in one)."""
     from da_toolkit.models import build_model, load_model
-    from da_toolkit.models.presets import get_preset
 
     class Thief(nn.Module):
         pass
@@ -658,7 +657,7 @@ def test_model_lookup_reports_a_plugin_clash_on_a_builtin_encoder_name(monkeypat
     eps = [FakeEntryPoint("thief", make_plugin(encoders={"dinov2": Thief}), "thief-dist")]
     monkeypatch.setattr(plugins, "_REGISTRY", build_registry(entry_points=eps))
     with pytest.raises(PluginConflictError, match=r"'dinov2'.*'builtin'.*'thief'.*thief-dist"):
-        build_model(get_preset("tiny").config)
+        build_model("tiny")
     with pytest.raises(PluginConflictError, match="'thief'"):
         load_model("tiny")
 
@@ -669,7 +668,7 @@ def test_model_lookup_uses_autoloaded_plugins_and_only_collects_the_kind(
     """Without a process-wide registry, a model lookup collects just its kind (cheap) from the
     same plugins: a clash from an installed plugin is still reported, and a plugin encoder is
     usable by name in a model config."""
-    from da_toolkit.models import ModelConfig, build_model, model_config
+    from da_toolkit.models import build_model, describe_model
     from da_toolkit.models.encoders.dinov2 import DINOv2Encoder
 
     calls: list[tuple[str, ...] | None] = []
@@ -685,10 +684,12 @@ def test_model_lookup_uses_autoloaded_plugins_and_only_collects_the_kind(
     assert plugins._REGISTRY is None  # the full registry was not built
     assert plugins.get_component("encoders", "auto_enc") is TinyEncoder  # cached
     assert calls == [("encoders",)]
-    tiny = ModelConfig("dinov2", "dpt", {"embed_dim": 32, "depth": 1, "num_heads": 2, "img_size": 28,
-                                         "layer_indices": [0, 0, 0, 0]},
-                       {"features": 8, "out_channels": [8, 8, 8, 8]})
-    assert model_config(build_model(tiny)).encoder == "dinov2"
+    tiny = {"class_path": "DepthModel", "init_args": {
+        "encoder": {"class_path": "dinov2", "init_args": {"embed_dim": 32, "depth": 1, "num_heads": 2,
+                                                          "img_size": 28, "layer_indices": [0, 0, 0, 0]}},
+        "decoder": {"class_path": "dpt", "init_args": {"features": 8, "out_channels": [8, 8, 8, 8]}}}}
+    assert describe_model(build_model(tiny))["init_args"]["encoder"]["class_path"] == (
+        f"{DINOv2Encoder.__module__}.DINOv2Encoder")
     # a clash installed later is seen after a refresh of the registries
     installed_fake._obj = make_plugin(encoders={"dinov2": OtherEncoder})
     plugins.reset()

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from da_toolkit.cli.convert import main
-from da_toolkit.models import load_model
+from da_toolkit.models import CHECKPOINT_KEY, describe_model, load_model, model_from_weights
 from da_toolkit.models.keymaps import ours_to_official
-from da_toolkit.models.weights import model_from_weights, read_weights, save_hf_folder
+from da_toolkit.models.weights import read_weights, save_hf_folder
 
 TINY4 = {"depth": 4, "layer_indices": [0, 1, 2, 3]}
 
@@ -97,7 +97,7 @@ def _tiny_src() -> torch.nn.Module:
 def test_convert_our_safetensors_input(tmp_path: Path, capsys) -> None:
     from da_toolkit.models.weights import save_weights
 
-    src = _src(max_depth=80.0)  # not a preset architecture: the file's config rebuilds it
+    src = _src(max_depth=80.0)  # not a preset architecture: the file's description rebuilds it
     ours = tmp_path / "ours.safetensors"
     save_weights(src, ours)
     out = tmp_path / "out.safetensors"
@@ -112,18 +112,20 @@ def test_convert_lightning_checkpoint_input(tmp_path: Path, capsys) -> None:
     src = _tiny_src()
     sd = {f"model.{k}": v for k, v in src.state_dict().items()}
     sd["teacher.something"] = torch.zeros(2)  # other task members are not part of the model
-    with_preset = tmp_path / "with_preset.ckpt"
-    torch.save({"state_dict": sd, "hyper_parameters": {"preset": "tiny", "model_overrides": {}}}, with_preset)
+    described = tmp_path / "described.ckpt"  # what a task writes: the model description
+    torch.save({"state_dict": sd, CHECKPOINT_KEY: describe_model(src)}, described)
     out = tmp_path / "out.safetensors"
-    assert main([str(with_preset), str(out)]) == 0
+    assert main([str(described), str(out)]) == 0
     assert "lightning weights" in capsys.readouterr().out
-    assert read_weights(out).preset == "tiny"
-    _assert_same(load_model("tiny", weights=out), src)
-    bare = tmp_path / "bare.ckpt"  # no hyper-parameters: the architecture must be named
-    torch.save({"state_dict": sd}, bare)
+    assert read_weights(out).description == describe_model(src)
+    _assert_same(load_model(out), src)
+    # an old-format checkpoint (task hyper-parameters only) is not guessed from: name the preset
+    bare = tmp_path / "bare.ckpt"
+    torch.save({"state_dict": sd, "hyper_parameters": {"preset": "tiny", "model_overrides": {}}}, bare)
     out2 = tmp_path / "out2.safetensors"
     assert main([str(bare), str(out2)]) == 1
-    assert "--preset" in capsys.readouterr().err and not out2.exists()
+    err = capsys.readouterr().err
+    assert "no model description" in err and "re-save" in err and not out2.exists()
     assert main([str(bare), str(out2), "--preset", "tiny"]) == 0
     _assert_same(load_model("tiny", weights=out2), src)
 
@@ -132,7 +134,7 @@ def test_convert_backbone_only_inputs_give_an_encoder_file(tmp_path: Path, capsy
     import pytest
     from safetensors.torch import save_file
 
-    from da_toolkit.models import PresetModel
+    from da_toolkit.models import build_model
     from da_toolkit.models.keymaps import ours_to_hf
     from da_toolkit.models.weights import WeightsError, load_encoder_weights, load_weights
 
@@ -160,7 +162,7 @@ def test_convert_backbone_only_inputs_give_an_encoder_file(tmp_path: Path, capsy
                 assert torch.equal(target.encoder.state_dict()[k], v), (path.name, k)
         with pytest.raises(WeightsError, match="load_encoder_weights"):
             load_weights(target, out)
-        student = PresetModel("tiny", encoder_weights=str(out))
+        student = build_model({"preset": "tiny", "encoder_weights": str(out)})
         assert torch.equal(student.encoder.blocks[1].attn.qkv.weight, src.encoder.blocks[1].attn.qkv.weight)
         again = tmp_path / f"{path.stem}.again.safetensors"  # our encoder file converts without --preset
         assert main([str(out), str(again)]) == 0

@@ -1,12 +1,24 @@
-"""DepthModel, ModelConfig and presets."""
+"""DepthModel, its description as data and presets."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 import torch
 
-from da_toolkit.models import PRESETS, DepthModel, ModelConfig, build_model, build_tiny_model, load_model, model_config
+from da_toolkit.models import (
+    PRESETS,
+    DepthModel,
+    ModelDescriptionError,
+    build_model,
+    build_tiny_model,
+    describe_model,
+    expand_model,
+    load_model,
+    preset_description,
+)
 from da_toolkit.models.preprocess import prepare_image, upsample_prediction
 
 
@@ -33,10 +45,9 @@ def test_infer_image_is_official_pipeline() -> None:
         model.infer_image(rgb.astype(np.float32))
 
 
-def test_config_round_trip_rebuilds_same_architecture() -> None:
+def test_description_round_trip_rebuilds_same_architecture() -> None:
     model = build_tiny_model(max_depth=80.0)
-    cfg = model_config(model)
-    again = ModelConfig.from_json(cfg.to_json())
+    again = json.loads(json.dumps(describe_model(model)))
     rebuilt = build_model(again)
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
     assert rebuilt.output_kind == "metric" and rebuilt.max_depth == 80.0
@@ -55,11 +66,15 @@ def test_presets_table() -> None:
     assert set(EXPECTED) <= set(PRESETS)
     for name, (max_depth, licence) in EXPECTED.items():
         p = PRESETS[name]
-        assert p.config.decoder_args["max_depth"] == max_depth, name
+        assert p.max_depth == max_depth and p.output_kind == ("disparity" if max_depth is None else "metric"), name
         assert p.licence == licence, name
-    assert PRESETS["depth-anything-v1-vitl"].config.encoder_args["layer_indices"] == [20, 21, 22, 23]
-    assert PRESETS["depth-anything-v2-vitl"].config.encoder_args["layer_indices"] == [4, 11, 17, 23]
-    assert PRESETS["depth-anything-v2-vitg"].config.encoder_args["swiglu"] is True
+
+    def enc(name: str) -> dict:
+        return PRESETS[name].model["init_args"]["encoder"]["init_args"]
+
+    assert enc("depth-anything-v1-vitl")["layer_indices"] == [20, 21, 22, 23]
+    assert enc("depth-anything-v2-vitl")["layer_indices"] == [4, 11, 17, 23]
+    assert enc("depth-anything-v2-vitg")["swiglu"] is True
 
 
 @pytest.mark.parametrize(
@@ -69,7 +84,7 @@ def test_presets_table() -> None:
 )
 def test_parameter_counts_match_paper(name: str, millions: float) -> None:
     with torch.device("meta"):  # no memory, no init cost
-        model = build_model(PRESETS[name].config)
+        model = build_model(preset_description(name))
     n = sum(p.numel() for p in model.parameters()) / 1e6
     if name.endswith("vitg"):  # the paper says "1.3B"
         assert round(n / 1000, 1) == 1.3, n
@@ -78,9 +93,9 @@ def test_parameter_counts_match_paper(name: str, millions: float) -> None:
 
 
 def test_load_model_errors_and_overrides() -> None:
-    with pytest.raises(KeyError, match="depth-anything-v2-vits"):
+    with pytest.raises(FileNotFoundError, match="depth-anything-v2-vits"):
         load_model("depth-anything-v9")
-    with pytest.raises(TypeError, match="unknown model override 'colour'"):
+    with pytest.raises(ModelDescriptionError, match="unknown model override 'colour'"):
         load_model("tiny", colour=1)
     m = load_model("tiny", depth=3, layer_indices=[0, 1, 2, 2], max_depth=10.0)
     assert isinstance(m, DepthModel) and not m.training
@@ -88,10 +103,9 @@ def test_load_model_errors_and_overrides() -> None:
 
 
 def test_recipe_instantiation_with_jsonargparse(tmp_path) -> None:
-    """Recipes build models by class_path: both explicit parts and presets."""
+    """Recipes build models by class_path: explicit parts, and presets expanded to that form."""
     from jsonargparse import ArgumentParser
 
-    from da_toolkit.models import PresetModel
     from da_toolkit.models.weights import save_weights
 
     parser = ArgumentParser()
@@ -111,12 +125,15 @@ def test_recipe_instantiation_with_jsonargparse(tmp_path) -> None:
 
     src = build_tiny_model()
     save_weights(src, tmp_path / "w.safetensors")
-    preset = {"class_path": "da_toolkit.models.PresetModel",
-              "init_args": {"preset": "tiny", "weights": str(tmp_path / "w.safetensors")}}
+    # a preset with weights, expanded to the canonical form jsonargparse parses (dotted class paths)
+    from da_toolkit.models.description import resolve_description
+
+    preset = resolve_description(expand_model({"preset": "tiny", "weights": str(tmp_path / "w.safetensors")}))
     model = parser.instantiate(parser.parse_object({"model": preset})).model
-    assert isinstance(model, PresetModel) and model.preset == "tiny"
+    assert isinstance(model, DepthModel) and model.weights_loaded
     for k, v in src.state_dict().items():
         assert torch.equal(model.state_dict()[k], v)
-    enc_only = PresetModel("tiny", encoder_weights=str(tmp_path / "w.safetensors"), overrides={"max_depth": 20.0})
+    enc_only = build_model({"preset": "tiny", "encoder_weights": str(tmp_path / "w.safetensors"),
+                            "decoder": {"max_depth": 20.0}})
     assert enc_only.output_kind == "metric"
     assert torch.equal(enc_only.encoder.blocks[0].attn.qkv.weight, src.encoder.blocks[0].attn.qkv.weight)

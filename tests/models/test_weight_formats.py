@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from da_toolkit.models import load_model
+from da_toolkit.models import CHECKPOINT_KEY, build_model, describe_model, load_model, model_from_weights, preset_description
 from da_toolkit.models.keymaps import hf_to_ours, ours_to_hf, ours_to_official
 from da_toolkit.models.weights import (
     UnsafeCheckpointError,
@@ -19,7 +19,6 @@ from da_toolkit.models.weights import (
     WeightsMismatchError,
     load_encoder_weights,
     load_weights,
-    model_from_weights,
     read_weights,
     save_hf_folder,
     save_weights,
@@ -189,25 +188,27 @@ def test_mismatch_lists_missing_unexpected_and_shapes(tmp_path: Path) -> None:
 
 
 def test_real_lightning_checkpoint_with_hyper_parameters(tmp_path: Path) -> None:
-    """Hyper-parameter objects (our dataclasses, paths, AttributeDict) become inert, weights load."""
+    """Hyper-parameter objects (our dataclasses, paths, AttributeDict) become inert, weights load;
+    the model is rebuilt from the recorded description, never from hyper-parameter names."""
     from lightning.fabric.utilities.data import AttributeDict
 
-    from da_toolkit.models.config import ModelConfig
+    from da_toolkit.models.preset_table import PRESETS
 
     src = _source()
-    hp = AttributeDict(lr=5e-6, config=ModelConfig("dinov2", "dpt"), root=Path("/data/nyu"))
+    hp = AttributeDict(lr=5e-6, config=PRESETS["tiny"], root=Path("/data/nyu"))
     path = tmp_path / "epoch=0.ckpt"
     torch.save({"state_dict": {f"model.{k}": v for k, v in src.state_dict().items()},
                 "hyper_parameters": hp, "pytorch-lightning_version": "2.6.0"}, path)
     _same(load_model("tiny", weights=path, **TINY4), src)
-    # no preset recorded in the hyper-parameters: the architecture must be named
+    # no description recorded: the architecture must be named (hyper-parameters are not read)
     with pytest.raises(WeightsError, match="name a preset"):
         model_from_weights(path)
-    hp2 = AttributeDict(preset="tiny", model_overrides=TINY4, optim=ModelConfig("dinov2", "dpt"))
+    hp2 = AttributeDict(preset="tiny", model_overrides=TINY4, optim=PRESETS["tiny"])
     path2 = tmp_path / "task.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in src.state_dict().items()}, "hyper_parameters": hp2}, path2)
-    model, loaded = model_from_weights(path2)  # the task's preset + overrides rebuild it
-    assert loaded.preset == "tiny"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in src.state_dict().items()}, "hyper_parameters": hp2,
+                CHECKPOINT_KEY: describe_model(src)}, path2)
+    model, loaded = model_from_weights(path2)  # the recorded description rebuilds it
+    assert loaded.format == "lightning" and loaded.description == describe_model(src)
     _same(model, src)
 
 
@@ -218,7 +219,7 @@ def test_functions_of_our_own_package_are_refused(tmp_path: Path) -> None:
 
     path = tmp_path / "calls.pth"
     torch.save({"pretrained.cls_token": torch.zeros(1), "x": CallsOurs()}, path)
-    with pytest.raises(UnsafeCheckpointError, match="da_toolkit.models.weights.save_weights"):
+    with pytest.raises(UnsafeCheckpointError, match="da_toolkit.models.weights.save.save_weights"):
         read_weights(path)
 
 
@@ -360,12 +361,9 @@ def _official_vits_keys(features: int = 64, out: tuple[int, int, int, int] = (48
 def test_official_key_names_and_shapes_match_the_official_code(preset: str, tmp_path: Path) -> None:
     """Our official-format mapping against an independent, hand-written official key list; a file
     with exactly those keys loads strictly."""
-    from da_toolkit.models.config import build_model
-    from da_toolkit.models.presets import get_preset
-
     expected = _official_vits_keys()
     with torch.device("meta"):
-        model = build_model(get_preset(preset).config)
+        model = build_model(preset_description(preset))
     mapped = {k: tuple(v.shape) for k, v in ours_to_official(model.state_dict()).items()}
     assert sorted(set(mapped) - set(expected)) == [] and sorted(set(expected) - set(mapped)) == []
     assert mapped == expected
