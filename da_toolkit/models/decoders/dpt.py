@@ -33,6 +33,22 @@ VIT_RESIZE_FACTORS: tuple[float, float, float, float] = (4, 2, 1, 0.5)
 _HEAD_HIDDEN = 32
 
 
+def init_positive_head(conv: nn.Conv2d) -> None:
+    """Initialise the final 1x1 conv of a relative (ReLU) head so that no fresh model starts dead.
+
+    Its input comes out of a ReLU (``>= 0``). PyTorch's default init gives a negative output at
+    every pixel for many seeds (then the final ReLU outputs 0 and passes no gradient: issue 14).
+    Here the weights keep the magnitudes of the default init but are made non-negative and the
+    bias is set to the top of the default bias range, ``1/sqrt(fan_in)``: every pre-activation is
+    then ``>= bias > 0`` for any input. Consumes no random numbers; loaded weights overwrite it,
+    so released models are bit-identical.
+    """
+    with torch.no_grad():
+        conv.weight.abs_()
+        if conv.bias is not None:
+            conv.bias.fill_(conv.weight[0].numel() ** -0.5)
+
+
 def _resize_layer(channels: int, factor: float) -> nn.Module:
     if factor > 1:
         k = int(factor)
@@ -131,6 +147,8 @@ class DPTDecoder(Decoder):
             nn.ReLU(),
             nn.Conv2d(_HEAD_HIDDEN, 1, kernel_size=1),
         )
+        if self.max_depth is None:
+            init_positive_head(scratch.output_conv2[2])
         self.scratch = scratch
 
     def _readout(self, i: int, x: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
