@@ -2,9 +2,10 @@
 
 Lightning saves ``state_dict()`` of every training loader that has one in its checkpoints
 (``fit_loop`` -> ``combined_loader``) and hands it back to ``load_state_dict`` on
-``--ckpt_path``; the next epoch then continues after the last *trained* batch: the state is
-taken ``lag`` batches behind the last delivered one because Lightning's fetcher pre-fetches
-one batch (``lag=1``), and exactly when the epoch's iterator is exhausted.
+``--ckpt_path``; the next epoch then continues after the last *trained* batch. The saved state
+is the one after the last delivered batch (``lag=0``): Lightning's fetcher does not pre-fetch
+from loaders with a length, which a ``ShardLoader`` always has; ``lag`` is there for loops that
+do pre-fetch (the state is then taken that many batches back).
 """
 
 from __future__ import annotations
@@ -18,17 +19,15 @@ from da_toolkit.data.shards.stream import STATE_KEY, ShardStream, _dist_rank_wor
 
 
 class _tagging_collate:  # picklable callable
-    """Collate items, moving their stream tags into ``batch[STATE_KEY] = (worker, entries)``."""
+    """Collate items; returns ``(batch, (worker, entries delivered))`` from the items' stream tags."""
 
     def __init__(self, collate: Any) -> None:
         self.collate = collate
 
     def __call__(self, items: list[dict[str, Any]]) -> Any:
         tags = [it.pop(STATE_KEY) for it in items if STATE_KEY in it]
-        batch = self.collate(items)
-        if tags and isinstance(batch, dict):
-            batch[STATE_KEY] = (tags[-1][0], max(t[1] for t in tags))
-        return batch
+        tag = (int(tags[-1][0]), max(int(t[1]) for t in tags)) if tags else None
+        return self.collate(items), tag
 
 
 class ShardLoader(DataLoader):
@@ -39,7 +38,7 @@ class ShardLoader(DataLoader):
         batch_size: samples per batch.
         collate_fn: collate of the sample list (default: torch's).
         drop_last: drop each rank's ragged last batch.
-        lag: batches between the last delivered and the last trained one (Lightning: 1).
+        lag: batches between the last delivered and the last trained one (Lightning: 0).
         rank, world_size: this loader's rank and the number of ranks (default: from
             ``torch.distributed`` when initialised, else 0 and 1).
         **kwargs: other ``DataLoader`` arguments (``num_workers``, ``pin_memory``...);
@@ -52,7 +51,7 @@ class ShardLoader(DataLoader):
         batch_size: int = 1,
         collate_fn: Any = None,
         drop_last: bool = False,
-        lag: int = 1,
+        lag: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
         **kwargs: Any,
@@ -88,6 +87,7 @@ class ShardLoader(DataLoader):
         ds: ShardStream = self.dataset  # type: ignore[assignment]
         layout = self._layout()
         skip: dict[int, int] = {}
+        batches = 0
         if self._pending is not None:
             state, self._pending = self._pending, None
             for key in ("world_size", "num_workers", "batch_size"):
@@ -101,20 +101,25 @@ class ShardLoader(DataLoader):
             else:
                 self._epoch = int(state["epoch"])
                 skip = {int(w): int(k) for w, k in state.get("consumed", {}).items()}
+                batches = int(state.get("batches", 0))
         else:
             self._epoch += 1
         ds.epoch, ds.skip = self._epoch, skip
         ds.rank, ds.world_size = layout["rank"], layout["world_size"]
         ds.batch_size, ds.drop_last = layout["batch_size"], bool(self.drop_last)
         ds.num_workers = self.num_workers
+        # DataLoader takes batches from its workers round-robin starting at worker 0: let
+        # worker 0 play the logical worker whose turn it was when the state was saved
+        ds.worker_offset = batches % self.num_workers if self.num_workers > 0 else 0
         consumed = dict(skip)
         self._exhausted = False
-        self._history.append({"epoch": self._epoch, "consumed": dict(consumed), **layout})
-        for batch in super().__iter__():
-            if isinstance(batch, dict) and STATE_KEY in batch:
-                worker, k = batch.pop(STATE_KEY)
-                consumed[int(worker)] = max(int(k), consumed.get(int(worker), 0))
-            self._history.append({"epoch": self._epoch, "consumed": dict(consumed), **layout})
+        self._history.append({"epoch": self._epoch, "consumed": dict(consumed), "batches": batches, **layout})
+        for batch, tag in super().__iter__():
+            if tag is not None:
+                worker, k = int(tag[0]), int(tag[1])
+                consumed[worker] = max(k, consumed.get(worker, 0))
+            batches += 1
+            self._history.append({"epoch": self._epoch, "consumed": dict(consumed), "batches": batches, **layout})
             yield batch
         self._history.append({"epoch": self._epoch, "done": True, **layout})
         self._exhausted = True
@@ -126,7 +131,8 @@ class ShardLoader(DataLoader):
         return n // bs if self.drop_last else -(-n // bs)
 
     def state_dict(self) -> dict[str, Any]:
-        """Where the stream stands: ``{"epoch", "consumed": {worker: entries}}`` or ``{"epoch", "done"}``."""
+        """Where the stream stands: ``{"epoch", "consumed": {worker: entries}, "batches"}`` or
+        ``{"epoch", "done"}`` (plus the layout: rank, world size, workers, batch size)."""
         if self._pending is not None:
             return dict(self._pending)
         if not self._history:

@@ -151,6 +151,7 @@ class ShardStream(IterableDataset):
         self.world_size: int | None = None
         self.num_workers = 0
         self.skip: dict[int, int] = {}
+        self.worker_offset = 0
 
     # ------------------------------------------------------------------ shard list
     def _resolve(self, urls: str | list[str] | None, index: str | None) -> list[tuple[str, int]]:
@@ -269,7 +270,7 @@ class ShardStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
-        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        worker, workers = (0, 1) if info is None else ((info.id + self.worker_offset) % info.num_workers, info.num_workers)
         rank, world = self._rank_world()
         start, stop = self.worker_range(self.epoch, rank, world, worker, workers)
         n = stop - start
