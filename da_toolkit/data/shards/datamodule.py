@@ -11,8 +11,8 @@ from da_toolkit.data.collate import collate_samples
 from da_toolkit.data.datamodule import _drop_labels
 from da_toolkit.data.shards.loader import ShardLoader
 from da_toolkit.data.shards.stream import ShardStream
-from da_toolkit.data.transforms import TrainTransform
 from da_toolkit.data.student_datamodule import StudentDataModule
+from da_toolkit.data.transforms import TrainTransform
 
 
 class ShardStudentDataModule(StudentDataModule):
