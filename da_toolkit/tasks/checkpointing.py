@@ -176,6 +176,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         ) from None
 
     def _load(self, file: Path, map_location: Any, weights_only: bool | None) -> dict[str, Any]:
+        if weights_only is not False:  # compressed / oversized records, disallowed globals: refuse unread
+            from da_toolkit.models.weights.errors import (
+                UnsafeCheckpointError as UnsafeWeights,
+            )
+            from da_toolkit.models.weights.errors import WeightsError
+            from da_toolkit.models.weights.safe import check_torch_archive
+
+            try:
+                check_torch_archive(file)
+            except UnsafeWeights as exc:
+                raise UnsafeCheckpointError(f"checkpoint {exc} (unsafe: not loaded)") from None
+            except WeightsError as exc:
+                raise CheckpointReadError(f"checkpoint {exc}") from None
         try:
             checkpoint = super().load_checkpoint(file, map_location=map_location, weights_only=weights_only)
         except FileNotFoundError:
