@@ -9,7 +9,17 @@ weight is the same) and once as built today ("after").
 
     python benchmarks/bench_dead_heads.py --seeds 24
 
-Prints one row per family: dead seeds before / after, and the dead seeds' numbers.
+Prints one row per family: dead seeds before / after, and the dead seeds' numbers. Measured
+(2026-12-01, CPU, seeds 0-23, probe 2 images of 56 px (ViT) / 64 px (CNNs), training mode):
+
+    family           dead before  dead after
+    tiny-dinov2         9/24        0/24
+    timm-resnet18      11/24        0/24
+    convnext-atto       6/24        0/24
+    small-cnn           9/24        0/24
+
+The "before" seeds equal those of the code before the fix run directly (same nine tiny-dinov2
+seeds 1, 3, 5, 8, 9, 11, 12, 16, 20), so the no-op replacement reproduces the old models exactly.
 """
 
 from __future__ import annotations
