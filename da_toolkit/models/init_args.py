@@ -25,7 +25,11 @@ __all__ = ["RecordsInitArgs", "json_friendly"]
 
 def json_friendly(value: Any) -> Any:
     """``value`` with tuples/sets as lists, paths as strings, enums as their value, mappings as
-    dicts (recursively); other values are returned unchanged."""
+    dicts, components that record init_args as ``{class_path, init_args}`` (recursively); other
+    values are returned unchanged."""
+    if isinstance(value, RecordsInitArgs):
+        cls = type(value)
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(getattr(value, "init_args", {}))}
     if isinstance(value, enum.Enum):
         return json_friendly(value.value)
     if isinstance(value, os.PathLike):

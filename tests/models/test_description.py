@@ -85,6 +85,10 @@ def test_init_args_are_captured_with_defaults_and_json_friendly() -> None:
     dec = DPTDecoder(16, (8, 8, 8, 8), max_depth=5)
     assert dec.init_args["out_channels"] == [8, 8, 8, 8] and dec.init_args["max_depth"] == 5
     json.dumps(enc.init_args), json.dumps(dec.init_args)  # noqa: B018 - raises if not JSON
+    model = DepthModel(enc, dec, upsample_align_corners=False)
+    assert json.loads(json.dumps(model.init_args))["encoder"] == {
+        "class_path": "da_toolkit.models.encoders.dinov2.DINOv2Encoder", "init_args": enc.init_args}
+    assert model.init_args["upsample_align_corners"] is False and model.init_args["weights"] is None
 
 
 def test_outermost_constructor_records_and_subclasses_without_init_inherit() -> None:
