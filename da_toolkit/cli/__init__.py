@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "export": "da_toolkit.cli.export:main",
     "pseudo-label": "da_toolkit.cli.pseudo_label:main",
     "pipeline": "da_toolkit.cli.pipeline:main",
+    "shards": "da_toolkit.data.shards.convert:main",
 }
 
 

@@ -10,7 +10,7 @@ from da_toolkit.plugins import get_component
 
 EXPECTED = {
     "synthetic", "image_folder", "paired_folder", "nyuv2", "kitti", "diode", "sintel", "eth3d",
-    "hypersim", "vkitti2", "pseudo_labels",
+    "hypersim", "vkitti2", "pseudo_labels", "sharded_images", "sharded_rgbd", "pseudo_label_shards",
 }
 
 

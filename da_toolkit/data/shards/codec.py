@@ -21,7 +21,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from da_toolkit.data.errors import SampleReadError
-from da_toolkit.data.sources.base import make_sample
 
 IMAGE_EXTS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
 DISPARITY_LEVELS = 65535  # 16-bit code 0 = invalid, 1..65535 = lo..hi
@@ -176,6 +175,10 @@ def decode_sample(raw: dict[str, Any], *, source: str, where: str, labeled: bool
     Raises:
         SampleReadError: a missing or corrupt member (``where`` names shard and key).
     """
+    from da_toolkit.data.sources.base import (
+        make_sample,  # lazy: data.sources registers the shard sources
+    )
+
     info = read_info(raw, where)
     data = raw_image(raw, where)
     if data is None:

@@ -42,7 +42,6 @@ from da_toolkit.data.shards.codec import (
 )
 from da_toolkit.data.shards.stream import ShardStream
 from da_toolkit.data.shards.writer import INDEX_SUFFIX, ShardWriter, load_index
-from da_toolkit.data.sources.base import instantiate, make_sample
 
 PSEUDO_SHARD_FORMAT = "da_toolkit.pseudo_label_shards/1"
 ENCODING = "png16-minmax"
@@ -275,6 +274,8 @@ class PseudoLabelShards(ShardStream):
                 path = str(U.local_path(self.root) / path)
             return read_rgb(path)
         if "source" in ref and "index" in ref:
+            from da_toolkit.data.sources.base import instantiate
+
             key = json.dumps(ref["source"], sort_keys=True)
             if key not in self._image_sources:
                 try:
@@ -285,6 +286,8 @@ class PseudoLabelShards(ShardStream):
         raise SampleReadError(where, f"no image member and an image_ref without 'path' or 'source'+'index': {ref}")
 
     def decode(self, raw: dict[str, Any], where: str) -> dict[str, Any]:
+        from da_toolkit.data.sources.base import make_sample
+
         info = read_info(raw, where)
         if "disp.png" not in raw or "disp_range" not in info:
             raise SampleReadError(where, "pseudo-label sample needs disp.png and json.disp_range")

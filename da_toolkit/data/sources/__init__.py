@@ -31,6 +31,14 @@ BUILTIN_DATASOURCES: dict[str, type] = {
     "pseudo_labels": PseudoLabelSource,
 }
 
+# streaming sources over WebDataset tar shards (docs/scale.md); imported last: they use base.py
+from da_toolkit.data.shards.pseudo import PseudoLabelShards
+from da_toolkit.data.shards.sources import ShardedImages, ShardedRGBD
+
+BUILTIN_DATASOURCES.update(
+    {"sharded_images": ShardedImages, "sharded_rgbd": ShardedRGBD, "pseudo_label_shards": PseudoLabelShards}
+)
+
 __all__ = [
     "BUILTIN_DATASOURCES",
     "DIODE",
