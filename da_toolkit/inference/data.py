@@ -110,8 +110,9 @@ class InferenceData(pl.LightningDataModule):
     def predict_dataloader(self) -> list[DataLoader]:
         if not self.inputs:
             self.setup("predict")
-        images = [f for f in self.inputs if not f.is_video]
-        videos = [f for f in self.inputs if f.is_video]
+        # unreadable entries (f.error) go through the image dataset, which reports them per file
+        images = [f for f in self.inputs if not f.is_video or f.error]
+        videos = [f for f in self.inputs if f.is_video and not f.error]
         todo = [f for f in images if not self.is_done({"id": f.id, "source": str(f.path), "frame": None})]
         self.skipped = len(images) - len(todo)
         videos = [f for f in videos if not self.is_done({"id": f.id, "source": str(f.path), "video": f.id, "frame": None})]

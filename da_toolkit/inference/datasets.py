@@ -134,10 +134,14 @@ class ImageFileDataset(Dataset):
 
     def bucket_keys(self) -> list[Hashable]:
         """Preprocessed size of each file (from headers); unreadable files share key ``None``."""
-        return [_bucket_key(header_size(f.path), self.input_size, self.multiple) for f in self.files]
+        return [
+            None if f.error else _bucket_key(header_size(f.path), self.input_size, self.multiple) for f in self.files
+        ]
 
     def __getitem__(self, i: int) -> Sample:
         meta = self.meta(i)
+        if self.files[i].error is not None:  # never opened: a FIFO would block, a link loop fail
+            return {"image": None, "meta": meta, "raw": None, "error": self.files[i].error}
         try:
             return make_sample(_read_rgb(self.files[i].path), meta, self.input_size, self.keep_images, self.multiple)
         except Exception as exc:  # noqa: BLE001 - reported per file, the run continues

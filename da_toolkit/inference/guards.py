@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RandomWeightsError", "require_trained_model"]
+__all__ = ["RandomWeightsError", "UsageError", "require_trained_model"]
 
 
-class RandomWeightsError(ValueError):
+class UsageError(ValueError):
+    """A mistake in what the user asked for; commands print it as one line and exit with 2."""
+
+
+class RandomWeightsError(UsageError):
     """A command was given a model whose weights were never loaded."""
 
 

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-import glob
+import errno
+import fnmatch
 import os
-from collections.abc import Sequence
+import stat
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from da_toolkit.data.io import IMAGE_EXTENSIONS
+from da_toolkit.inference.guards import UsageError
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 """File extensions (lower case) treated as videos."""
 
 _GLOB_CHARS = set("*?[")
+
+
+class InputError(UsageError):
+    """Inputs of a prediction run that cannot be used (one line naming the paths)."""
+
+
+class InputNotFoundError(InputError, FileNotFoundError):
+    """An input path that does not exist, or a folder / glob with no image or video in it."""
 
 
 @dataclass(frozen=True)
@@ -24,11 +36,14 @@ class InputFile:
         path: the file.
         id: output id: its path relative to the input root, "/"-separated, without extension.
         is_video: read frame by frame (outputs go under ``<id>/``).
+        error: why this entry cannot be read (a dangling or looping link, a directory or
+            device named like an image), reported as the item's per-file error; ``None`` if fine.
     """
 
     path: Path
     id: str
     is_video: bool
+    error: str | None = None
 
 
 def _rel_id(path: Path, root: Path) -> str:
@@ -36,14 +51,62 @@ def _rel_id(path: Path, root: Path) -> str:
     return rel.with_suffix("").as_posix()
 
 
-def _glob_root(pattern: str) -> Path:
+def _split_glob(pattern: str) -> tuple[Path, tuple[str, ...]]:
+    """``(root, pattern segments)``: the fixed leading folders and the rest of a glob pattern."""
     parts = Path(pattern).parts
-    fixed = []
-    for part in parts:
-        if _GLOB_CHARS & set(part):
-            break
-        fixed.append(part)
-    return Path(*fixed) if fixed else Path(".")
+    n = 0
+    while n < len(parts) and not _GLOB_CHARS & set(parts[n]):
+        n += 1
+    return (Path(*parts[:n]) if n else Path(".")), parts[n:]
+
+
+def _match(pattern: Sequence[str], parts: Sequence[str]) -> bool:
+    """Glob match of path segments: ``**`` = zero or more segments, others as ``fnmatch``."""
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(_match(rest, parts[i:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], head) and _match(rest, parts[1:])
+
+
+def _not_regular(path: Path) -> str | None:
+    """Why ``path`` is not a readable regular file, or ``None``."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if path.is_symlink():
+            kind = "a symbolic link loop" if exc.errno == errno.ELOOP else "a dangling symbolic link"
+            return f"not a regular file ({kind} -> {os.readlink(path)})"
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+    return f"not a regular file ({kind})"
+
+
+def _walk(root: Path, links: list[str], depth: int | None = None) -> Iterator[Path]:
+    """Every entry under ``root`` (sorted, depth first, at most ``depth`` folders down), never
+    entering directory links; the links met are described in ``links`` (loops named as such).
+    Hidden entries are skipped."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            if depth is None or depth > 0:
+                yield from _walk(path, links, None if depth is None else depth - 1)
+            continue
+        if entry.is_symlink() and path.is_dir():
+            target = path.resolve()
+            loop = target == root.resolve() or target in root.resolve().parents
+            links.append(f"{path} -> {os.readlink(path)}" + (" (a loop back into the tree)" if loop else ""))
+            continue
+        yield path
 
 
 def discover_inputs(
@@ -53,54 +116,77 @@ def discover_inputs(
 ) -> list[InputFile]:
     """Expand files, folders (recursively, sorted) and glob patterns into input files.
 
-    Folders and globs keep only files with an image or video extension; a file named explicitly is
+    Folders and globs keep only entries with an image or video extension; a file named explicitly is
     always kept (a non-image fails later with a per-file error). Ids mirror the tree under each
-    folder / glob root; a single file's id is its stem.
+    folder / glob root; a single file's id is its stem. Folders and ``**`` never enter directory
+    symbolic links (each one met is reported once in a warning, loops named as such), and a file
+    reached twice (same resolved path) is predicted once. Entries with an image/video extension
+    that are not regular files (dangling or looping links, directories, FIFOs) are kept with
+    :attr:`InputFile.error` set, so they are reported per file like unreadable images.
 
     Raises:
-        FileNotFoundError: a path that does not exist or a glob that matches nothing.
-        ValueError: two inputs that would write to the same output id.
+        InputError: a path that does not exist, a glob/folder that matches nothing, or two
+            inputs that would write to the same output id (one line naming both).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [str(paths)]
     if not paths:
-        raise ValueError("no input path given (data.path is empty)")
+        raise InputError("no input path given (data.path is empty)")
     img_ext = {e.lower() for e in image_extensions}
     vid_ext = {e.lower() for e in video_extensions}
     found: list[InputFile] = []
+    links: list[str] = []
 
-    def keep(p: Path) -> bool:
-        return p.is_file() and p.suffix.lower() in img_ext | vid_ext and not p.name.startswith(".")
+    def wanted(p: Path) -> bool:
+        return p.suffix.lower() in img_ext | vid_ext and not p.name.startswith(".")
+
+    def entry(p: Path, root: Path) -> InputFile:
+        return InputFile(p, _rel_id(p, root), p.suffix.lower() in vid_ext, _not_regular(p))
 
     for raw in paths:
         raw = str(raw)
         if _GLOB_CHARS & set(raw):
-            root = _glob_root(raw)
-            matches = sorted(Path(m) for m in glob.glob(raw, recursive=True))
-            files = [m for m in matches if keep(m)]
+            root, pattern = _split_glob(raw)
+            depth = None if "**" in pattern else len(pattern) - 1
+            files = [m for m in _walk(root, links, depth) if wanted(m) and _match(pattern, m.relative_to(root).parts)]
             if not files:
-                raise FileNotFoundError(f"input glob {raw!r} matched no image or video file")
-            found += [InputFile(f, _rel_id(f, root), f.suffix.lower() in vid_ext) for f in files]
+                raise InputNotFoundError(f"input glob {raw!r} matched no image or video file")
+            found += [entry(f, root) for f in files]
             continue
         p = Path(raw)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if keep(f))
+            files = [f for f in _walk(p, links) if wanted(f)]
             if not files:
-                raise FileNotFoundError(
+                raise InputNotFoundError(
                     f"input folder {raw!r} holds no image ({', '.join(sorted(img_ext))}) "
                     f"or video ({', '.join(sorted(vid_ext))}) file"
                 )
-            found += [InputFile(f, _rel_id(f, p), f.suffix.lower() in vid_ext) for f in files]
+            found += [entry(f, p) for f in files]
         elif p.is_file():
             found.append(InputFile(p, p.stem, p.suffix.lower() in vid_ext))
         else:
-            raise FileNotFoundError(f"input path {raw!r} does not exist")
-    seen: dict[str, Path] = {}
+            raise InputNotFoundError(f"input path {raw!r} does not exist")
+    if links:
+        warnings.warn(f"da-toolkit predict: directory links are not followed: {'; '.join(links)}", UserWarning,
+                      stacklevel=2)
+    out: list[InputFile] = []
+    seen_ids: dict[str, Path] = {}
+    seen_files: dict[Path, Path] = {}
+    twice: list[str] = []
     for item in found:
-        if item.id in seen and seen[item.id] != item.path:
-            raise ValueError(
-                f"inputs {seen[item.id]} and {item.path} would write the same outputs (id {item.id!r}); "
+        real = item.path.resolve() if item.error is None else item.path.absolute()
+        if real in seen_files:
+            twice.append(f"{item.path} (same file as {seen_files[real]})")
+            continue
+        if item.id in seen_ids:
+            raise InputError(
+                f"inputs {seen_ids[item.id]} and {item.path} would write the same outputs (id {item.id!r}); "
                 "rename one or predict them in separate runs"
             )
-        seen[item.id] = item.path
-    return found
+        seen_files[real] = item.path
+        seen_ids[item.id] = item.path
+        out.append(item)
+    if twice:
+        warnings.warn(f"da-toolkit predict: inputs found twice are predicted once: {'; '.join(twice)}", UserWarning,
+                      stacklevel=2)
+    return out

@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from da_toolkit.inference.guards import UsageError, require_trained_model
 from da_toolkit.inference.items import PredictionItem
 from da_toolkit.inference.runner import run_batch
 from da_toolkit.inference.video import TemporalSmoother
@@ -19,10 +20,16 @@ class DepthPredictionTask(pl.LightningModule):
     """Predict depth for :class:`~da_toolkit.inference.data.InferenceData` batches.
 
     Args:
-        preset: model preset name (see ``da_toolkit.models.presets``), e.g. ``vits-v2``.
+        preset: model preset name (see ``da_toolkit.models.preset_table``), e.g.
+            ``depth-anything-v2-vits``; ``None`` = the model recorded by ``weights`` (a task
+            ``.ckpt`` or our safetensors rebuild their model alone).
         weights: local weights file (official ``.pth``, Hugging Face ``.safetensors`` dir/file, or
-            a da-toolkit checkpoint, as ``load_model`` accepts); ``None`` = random init.
+            a da-toolkit checkpoint, as ``load_model`` accepts).
         model_overrides: keyword overrides of the preset (e.g. a tiny ``depth``/``width``).
+        allow_random_weights: predict with a model whose weights were never loaded (refused by
+            default: random weights give plausible-looking blurry maps).
+        max_failures: failed inputs + failed writes tolerated before the run's exit status is 1
+            (default 0: any failure fails the run; ``null`` = never, the summary is still printed).
         compile: ``torch.compile`` the model.
         channels_last: channels-last memory format for the convolutional head.
         temporal_smoothing: EMA momentum (0..1, weight of the past) of per-frame shift/scale for
@@ -37,9 +44,11 @@ class DepthPredictionTask(pl.LightningModule):
 
     def __init__(
         self,
-        preset: str,
+        preset: str | None = None,
         weights: str | None = None,
         model_overrides: dict[str, Any] | None = None,
+        allow_random_weights: bool = False,
+        max_failures: int | None = 0,
         compile: bool = False,
         channels_last: bool = False,
         temporal_smoothing: float | None = None,
@@ -50,8 +59,19 @@ class DepthPredictionTask(pl.LightningModule):
 
         if temporal_smoothing is not None and not 0.0 <= temporal_smoothing < 1.0:
             raise ValueError(f"model.temporal_smoothing must be in [0, 1) or null, got {temporal_smoothing}")
-        self.model: nn.Module = load_model(preset, weights, **dict(model_overrides or {}))
+        if max_failures is not None and max_failures < 0:
+            raise ValueError(f"model.max_failures must be >= 0 or null, got {max_failures}")
+        if preset is None:
+            if weights is None:
+                raise UsageError("model: give model.weights (a file that records its model) and/or model.preset")
+            self.model: nn.Module = load_model(weights, **dict(model_overrides or {}))
+        else:
+            self.model = load_model(preset, weights, **dict(model_overrides or {}))
+        self.allow_random_weights = allow_random_weights
         self.model.eval()
+        self.max_failures = max_failures
+        #: 0 after a run within ``max_failures``, 1 otherwise (read by the command as its exit status)
+        self.exit_status = 0
         self.output_kind = str(getattr(self.model, "output_kind", "disparity"))
         self.compile = compile
         self.channels_last = channels_last
@@ -72,6 +92,9 @@ class DepthPredictionTask(pl.LightningModule):
         return align_corners_of(self.model)
 
     def setup(self, stage: str) -> None:
+        # checked here, before any input is read, so that the command reports it as one line
+        require_trained_model(self.model, self.allow_random_weights, where="da-toolkit predict",
+                              hint="--model.allow_random_weights true")
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.compile:
@@ -120,7 +143,23 @@ class DepthPredictionTask(pl.LightningModule):
             items.append(item)
         return items
 
+    def run_failures(self) -> list[tuple[str, str, str]]:
+        """Every failure of the run: ``(kind, source, reason)`` with kind ``input`` or ``write``
+        (from this task and from every writer callback with a ``failures`` list)."""
+        out = [("input", src, err) for src, err in self.failures]
+        trainer = self._trainer
+        for cb in getattr(trainer, "callbacks", []) if trainer is not None else []:
+            for src, err in getattr(cb, "failures", []):
+                out.append(("write", src, f"{type(cb).__name__}: {err}"))
+        return out
+
     def on_predict_end(self) -> None:
-        if self.failures:
-            lines = "\n  ".join(f"{src}: {err}" for src, err in self.failures)
-            print(f"da-toolkit predict: {len(self.failures)} input(s) failed:\n  {lines}")
+        failed = self.run_failures()
+        self.exit_status = int(self.max_failures is not None and len(failed) > self.max_failures)
+        if not failed:
+            return
+        inputs = sum(kind == "input" for kind, _, _ in failed)
+        lines = "\n  ".join(f"{kind} {src}: {err}" for kind, src, err in failed)
+        verdict = "exit status 1" if self.exit_status else f"tolerated (max_failures={self.max_failures})"
+        print(f"da-toolkit predict: {len(failed)} failure(s) ({inputs} input(s), {len(failed) - inputs} "
+              f"write(s)); {verdict}:\n  {lines}")

@@ -197,6 +197,7 @@ class DepthVideoWriter(DepthWriter):
                 video.finish()
             except Exception as exc:  # noqa: BLE001
                 video.abort()
+                self.failures.append((str(video.target), f"{type(exc).__name__}: {exc}"))
                 warnings.warn(f"DepthVideoWriter: could not finish {video.target}: {exc}", stacklevel=2)
             del self._open[vid]
 

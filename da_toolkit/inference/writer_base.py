@@ -60,6 +60,10 @@ class DepthWriter(BasePredictionWriter):
                 warnings.warn(f"{type(self).__name__}: could not write output for {source}: {msg}", stacklevel=2)
 
     # Lightning hooks -------------------------------------------------------------------------
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        self.failures.clear()
+        self.written = 0
+
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         dm = getattr(trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "add_done_filter") and not self.overwrite:

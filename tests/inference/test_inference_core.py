@@ -108,11 +108,10 @@ def test_one_core_same_output_through_every_entry_point(tiny_model, rng, tmp_pat
     core = [predict_rgb(tiny_model, im, 28) for im in images]
     predictor = Predictor(tiny_model, batch_size=2, input_size=28, progress=False, num_workers=0).predict(images)
 
-    task = DepthPredictionTask.__new__(DepthPredictionTask)
-    pl.LightningModule.__init__(task)
-    task.model, task.output_kind, task.compile, task.channels_last = tiny_model, "disparity", False, False
-    task.temporal_smoothing, task.keep_predictions, task._smoothers, task._forward = None, True, {}, tiny_model
-    task.failures = []
+    from da_toolkit.models.weights import save_weights
+
+    save_weights(tiny_model, tmp_path / "tiny.safetensors")
+    task = DepthPredictionTask(weights=str(tmp_path / "tiny.safetensors"), keep_predictions=True)
     dm = InferenceData(str(folder), batch_size=2, num_workers=0, input_size=28)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
     items = [it for batch in trainer.predict(task, datamodule=dm) for it in batch]

@@ -13,6 +13,7 @@ from da_toolkit.models.weights import save_weights
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 TINY = ["--model.preset", "tiny", "--data.input_size", "28", "--data.num_workers", "0", "--trainer.accelerator", "cpu"]
+RANDOM_OK = ["--model.allow_random_weights", "true"]
 
 
 def _make_images(root, rng):
@@ -37,7 +38,7 @@ def test_infer_recipe_end_to_end_and_resume(tmp_path, monkeypatch, rng):
     args = ["predict", "--config", str(RECIPES / "infer.yaml"), "--data.path", "photos", *TINY,
             "--model.weights", "tiny.safetensors"]
     with pytest.warns(UserWarning, match="broken.jpg"):
-        assert main(args) == 0
+        assert main(args) == 1  # one input failed: the run fails (after writing the others)
     out = tmp_path / "predictions"
     for name, im in images.items():
         depth = np.load(out / f"{name}.npy")
@@ -56,7 +57,7 @@ def test_infer_recipe_end_to_end_and_resume(tmp_path, monkeypatch, rng):
     stamp = (out / "a.npy").stat().st_mtime_ns
     (out / "sub" / "c.npy").unlink()
     with pytest.warns(UserWarning, match="broken.jpg"):
-        assert main(args) == 0
+        assert main([*args, "--model.max_failures", "1"]) == 0  # tolerated
     assert (out / "a.npy").stat().st_mtime_ns == stamp
     assert (out / "sub" / "c.npy").exists()
 
@@ -65,7 +66,7 @@ def test_predict_glob_and_ply_writer(tmp_path, monkeypatch, rng):
     _make_images(tmp_path / "photos", rng)
     monkeypatch.chdir(tmp_path)
     args = [
-        "predict", "--config", str(RECIPES / "infer.yaml"), "--data.path", "photos/sub/*.png", *TINY,
+        "predict", "--config", str(RECIPES / "infer.yaml"), "--data.path", "photos/sub/*.png", *TINY, *RANDOM_OK,
         "--trainer.callbacks+=da_toolkit.inference.writers.PlyWriter",
         "--trainer.callbacks.output_dir=clouds", "--trainer.callbacks.hfov_deg=60",
     ]
