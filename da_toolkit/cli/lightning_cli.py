@@ -206,11 +206,19 @@ def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCL
 
 def _subcommand(name: str) -> Callable[[list[str]], int]:
     def command(argv: list[str]) -> int:
-        run_lightning_cli([name, *argv])
-        return 0
+        from da_toolkit.inference.guards import UsageError
+
+        try:
+            cli = run_lightning_cli([name, *argv])
+        except UsageError as exc:  # e.g. predict: bad inputs, a model with no weights loaded
+            print(f"da-toolkit {name}: error: {exc}", file=sys.stderr)
+            return 2
+        # a module may report the run's outcome (DepthPredictionTask: 1 when inputs/writes failed)
+        return int(getattr(cli.model, "exit_status", 0) or 0)
 
     command.__name__ = name
-    command.__doc__ = f"``da-toolkit {name} ...``: LightningCLI's ``{name}`` subcommand; returns 0."
+    command.__doc__ = (f"``da-toolkit {name} ...``: LightningCLI's ``{name}`` subcommand; returns the exit status "
+                       "(2: a usage error; else the module's ``exit_status``, default 0).")
     return command
 
 
