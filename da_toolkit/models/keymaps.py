@@ -22,12 +22,12 @@ from collections.abc import Callable, Mapping
 import torch
 
 __all__ = [
-    "official_to_ours",
-    "ours_to_official",
-    "hf_to_ours",
-    "ours_to_hf",
     "dinov2_to_ours_encoder",
     "hf_dinov2_to_ours_encoder",
+    "hf_to_ours",
+    "official_to_ours",
+    "ours_to_hf",
+    "ours_to_official",
 ]
 
 StateDict = dict[str, torch.Tensor]

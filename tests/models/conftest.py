@@ -44,7 +44,7 @@ def official_pos_embed_reference(pos: np.ndarray, grid_h: int, grid_w: int) -> n
     bicubically (a = -0.75, half-pixel centres, replicate border, no antialias) with scale
     factors ``((grid_h + 0.1) / N, (grid_w + 0.1) / N)``; the output keeps ``grid_h x grid_w``.
     """
-    side = int(round(math.sqrt(pos.shape[0] - 1)))
+    side = round(math.sqrt(pos.shape[0] - 1))
     grid = pos[1:].reshape(side, side, -1).astype(np.float64)
     grid = _resample_1d(grid, grid_h, (grid_h + 0.1) / side, axis=0)
     grid = _resample_1d(grid, grid_w, (grid_w + 0.1) / side, axis=1)

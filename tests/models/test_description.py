@@ -24,8 +24,19 @@ from da_toolkit.models import (
     preset_description,
 )
 from da_toolkit.models.decoders import DPTDecoder
-from da_toolkit.models.encoders import ConvNeXtEncoder, DINOv2Encoder, Encoder, EncoderOutput, TimmEncoder
-from da_toolkit.models.weights import HeadMismatchError, WeightsError, read_weights, save_weights
+from da_toolkit.models.encoders import (
+    ConvNeXtEncoder,
+    DINOv2Encoder,
+    Encoder,
+    EncoderOutput,
+    TimmEncoder,
+)
+from da_toolkit.models.weights import (
+    HeadMismatchError,
+    WeightsError,
+    read_weights,
+    save_weights,
+)
 
 
 class ToyEncoder(Encoder):
@@ -84,7 +95,7 @@ def test_init_args_are_captured_with_defaults_and_json_friendly() -> None:
                              "layerscale_init": 1.0}
     dec = DPTDecoder(16, (8, 8, 8, 8), max_depth=5)
     assert dec.init_args["out_channels"] == [8, 8, 8, 8] and dec.init_args["max_depth"] == 5
-    json.dumps(enc.init_args), json.dumps(dec.init_args)  # noqa: B018 - raises if not JSON
+    json.dumps(enc.init_args), json.dumps(dec.init_args)
     model = DepthModel(enc, dec, upsample_align_corners=False)
     assert json.loads(json.dumps(model.init_args))["encoder"] == {
         "class_path": "da_toolkit.models.encoders.dinov2.DINOv2Encoder", "init_args": enc.init_args}

@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from da_toolkit.models.encoders import DINOv2Encoder, EncoderOutput
-from da_toolkit.models.encoders.dinov2 import DINOV2_SIZES, V2_LAYER_INDICES, Attention, SwiGLU, resample_pos_embed
+from da_toolkit.models.encoders.dinov2 import (
+    DINOV2_SIZES,
+    V2_LAYER_INDICES,
+    Attention,
+    SwiGLU,
+    resample_pos_embed,
+)
 
 
 def _tiny(**kw) -> DINOv2Encoder:
@@ -113,8 +119,9 @@ def test_resampling_in_encoder_keeps_cls_position() -> None:
 def test_timm_dinov2_parity(tmp_path) -> None:
     """timm's DINOv2 ViT (independent implementation) with our weights gives the same tokens."""
     timm = pytest.importorskip("timm")
-    from da_toolkit.models.weights import load_encoder_weights
     from safetensors.torch import save_file
+
+    from da_toolkit.models.weights import load_encoder_weights
 
     ref = timm.create_model(
         "vit_small_patch14_dinov2", pretrained=False, img_size=56, embed_dim=32, depth=2, num_heads=2,
@@ -140,8 +147,9 @@ def test_timm_giant_packed_swiglu_parity(tmp_path) -> None:
     """timm's DINOv2-giant layout (packed SwiGLU ``mlp.fc1``/``mlp.fc2``, no ``mask_token``) loads
     into our SwiGLU encoder (``mlp.w12``/``mlp.w3``) and gives timm's tokens."""
     timm = pytest.importorskip("timm")
-    from da_toolkit.models.weights import load_encoder_weights
     from safetensors.torch import save_file
+
+    from da_toolkit.models.weights import load_encoder_weights
 
     ref = timm.create_model(
         "vit_giant_patch14_dinov2", pretrained=False, img_size=56, embed_dim=48, depth=2, num_heads=2,

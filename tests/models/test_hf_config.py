@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from da_toolkit.models import PRESETS, preset_description, with_overrides
-from da_toolkit.models.hf_config import description_to_hf_config, hf_config_to_description
+from da_toolkit.models.hf_config import (
+    description_to_hf_config,
+    hf_config_to_description,
+)
 
 # The shape of the Hub's LiheYoung/depth-anything-small-hf config.json (V1, last four blocks).
 V1_SMALL_HUB = {

@@ -21,9 +21,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
-from da_toolkit.models import DepthModel, load_model  # noqa: E402
-from da_toolkit.models.keymaps import hf_to_ours, ours_to_official  # noqa: E402
-from da_toolkit.models.weights import save_hf_folder  # noqa: E402
+from da_toolkit.models import DepthModel, load_model
+from da_toolkit.models.keymaps import hf_to_ours, ours_to_official
+from da_toolkit.models.weights import save_hf_folder
 
 TOL = 1e-4
 

@@ -11,7 +11,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from da_toolkit.models import CHECKPOINT_KEY, build_model, describe_model, load_model, model_from_weights, preset_description
+from da_toolkit.models import (
+    CHECKPOINT_KEY,
+    build_model,
+    describe_model,
+    load_model,
+    model_from_weights,
+    preset_description,
+)
 from da_toolkit.models.keymaps import hf_to_ours, ours_to_hf, ours_to_official
 from da_toolkit.models.weights import (
     UnsafeCheckpointError,

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ResidualConvUnit", "FusionBlock"]
+__all__ = ["FusionBlock", "ResidualConvUnit"]
 
 
 class ResidualConvUnit(nn.Module):
