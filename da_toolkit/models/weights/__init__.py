@@ -26,6 +26,7 @@ from da_toolkit.models.weights.load import (
     load_weights,
 )
 from da_toolkit.models.weights.save import (
+    save_backbone,
     save_encoder_weights,
     save_hf_folder,
     save_weights,
@@ -44,6 +45,7 @@ __all__ = [
     "load_strict",
     "load_weights",
     "read_weights",
+    "save_backbone",
     "save_encoder_weights",
     "save_hf_folder",
     "save_weights",

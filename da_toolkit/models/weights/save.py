@@ -21,7 +21,7 @@ from da_toolkit.models.weights.formats import (
     MODEL_METADATA_KEY,
 )
 
-__all__ = ["FORMAT_VERSION", "save_encoder_weights", "save_hf_folder", "save_weights"]
+__all__ = ["FORMAT_VERSION", "save_backbone", "save_encoder_weights", "save_hf_folder", "save_weights"]
 
 #: ``format_version`` metadata of the files written here (1: ``config`` metadata, 2: ``model``).
 FORMAT_VERSION = "2"
@@ -103,3 +103,16 @@ def save_hf_folder(
     with os.fdopen(fd, "w") as f:
         json.dump(hf_cfg, f, indent=2)
     os.replace(tmp, out / "config.json")
+
+
+def save_backbone(encoder: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Write an encoder alone (no depth decoder exists yet, e.g. after semantic pretraining) as
+    safetensors in our encoder-only format (atomic): keys ``encoder.*``, metadata ``content`` =
+    ``encoder`` and ``encoder`` = the JSON ``{class_path, init_args}`` of the encoder. Read by
+    ``load_encoder_weights`` / ``encoder_weights=`` / ``frozen_encoder_weights=``."""
+    from da_toolkit.models.describe import class_path_of
+
+    component = {"class_path": class_path_of(encoder), "init_args": dict(getattr(encoder, "init_args", None) or {})}
+    meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "content": ENCODER_CONTENT,
+            "encoder": json.dumps(component, sort_keys=True)}
+    _atomic_save_file({f"encoder.{k}": v for k, v in encoder.state_dict().items()}, Path(path), meta)
