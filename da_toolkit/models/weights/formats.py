@@ -34,6 +34,10 @@ from da_toolkit.models.keymaps import (
     official_to_ours,
 )
 from da_toolkit.models.weights.errors import WeightsError
+from da_toolkit.models.weights.hf_check import (
+    check_hf_config_shapes,
+    safetensors_shapes,
+)
 from da_toolkit.models.weights.safe import (
     StateDict,
     as_state_dict,
@@ -141,6 +145,25 @@ def _read_sharded(index: Path) -> StateDict:
     return out
 
 
+_ST_NAME = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+
+
+def _sharded_shapes(index: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Header shapes of every shard a ``model.safetensors.index.json`` lists (no tensor data read)."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        files = sorted(set(weight_map.values()))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise WeightsError(f"{index}: invalid shard index (expected a 'weight_map'): {exc}") from None
+    out: dict[str, tuple[tuple[int, ...], str]] = {}
+    for shard in files:
+        shard_path = index.parent / shard
+        if not shard_path.is_file():
+            raise WeightsError(f"{index}: shard {shard} is missing")
+        out.update(safetensors_shapes(shard_path))
+    return out
+
+
 def _read_hf_folder(path: Path) -> LoadedWeights:
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
@@ -155,14 +178,19 @@ def _read_hf_folder(path: Path) -> LoadedWeights:
         raise WeightsError(str(exc)) from None
     st, pt = path / "model.safetensors", path / "pytorch_model.bin"
     index = path / "model.safetensors.index.json"
+    # the config's architecture is checked against the weights' shapes before anything is built
     if st.is_file():
+        check_hf_config_shapes(cfg, description, safetensors_shapes(st), cfg_path, st)
         raw, meta = read_safetensors(st)
         source = st
     elif index.is_file():
+        check_hf_config_shapes(cfg, description, _sharded_shapes(index), cfg_path, index)
         raw, meta, source = _read_sharded(index), {}, index
     elif pt.is_file():
         raw, _ = as_state_dict(read_torch(pt), pt)
         meta, source = {}, pt
+        shapes = {k: (tuple(v.shape), _ST_NAME.get(v.dtype, "F32")) for k, v in raw.items()}
+        check_hf_config_shapes(cfg, description, shapes, cfg_path, pt)
     else:
         raise WeightsError(
             f"{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin next to config.json"
