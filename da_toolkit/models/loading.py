@@ -61,7 +61,8 @@ def _architecture(
         if recorded is not NO_HEAD_RECORDED and (None if wanted is None else float(wanted)) != recorded:
             raise HeadMismatchError(
                 f"{loaded.path}: the file records max_depth {recorded} (its head always wins), but "
-                f"max_depth={wanted} was asked for; drop the override or use a matching file"
+                f"max_depth={wanted} was asked for; drop the override, use a matching file, or load only "
+                f"its encoder (encoder_weights=) to train another head"
             )
         desc = with_overrides(desc, {"max_depth": wanted})
     elif recorded is not NO_HEAD_RECORDED:

@@ -62,7 +62,8 @@ def check_head(model: nn.Module, loaded: LoadedWeights) -> None:
         raise HeadMismatchError(
             f"{loaded.path}: the file records {_head_name(recorded)} (output "  # type: ignore[arg-type]
             f"{'disparity' if recorded is None else 'metres'}), but the model has {_head_name(ours)}; "
-            f"build the model from the file (load_model(path)) or give the decoder max_depth: {recorded}"
+            f"build the model from the file (load_model(path)), give the decoder max_depth: {recorded}, "
+            f"or load only its encoder (encoder_weights=) to train another head"
         )
 
 
