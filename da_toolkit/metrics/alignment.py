@@ -90,7 +90,8 @@ def align_lstsq_disparity(pred: Tensor, target: Tensor, mask: Tensor, min_depth:
 
 def align_lstsq_disparity_all(pred: Tensor, target: Tensor, mask: Tensor, min_depth: float, max_depth: float) -> Tensor:
     """As :func:`align_lstsq_disparity`, but the fit uses every pixel of ``mask``, non-positive
-    predictions included (this toolkit's rule before it followed Marigold)."""
+    predictions included (MiDaS' KITTI validation rule; this toolkit's rule before it followed
+    Marigold)."""
     return _disparity_fit(pred, target, mask, mask, min_depth, max_depth)
 
 

@@ -141,3 +141,29 @@ def test_the_two_disparity_fits_differ_when_predictions_are_zero() -> None:
     zero_rows = np.abs(10.0 - gt[0, :3].numpy()) / gt[0, :3].numpy()
     assert a == pytest.approx(zero_rows.sum() / 900, rel=1e-6)  # DepthMetrics computes in float32
     assert b > 1.5 * a
+
+
+def test_lstsq_disparity_all_matches_the_midas_validation_rule() -> None:
+    """MiDaS' KITTI validation gist: fit on every valid pixel (non-positive predictions kept),
+    floor the aligned disparity at 1/depth_cap, invert; metrics per image over the valid pixels."""
+    g = torch.Generator().manual_seed(3)
+    cap = 80.0
+    gt = torch.rand(2, 16, 20, generator=g, dtype=torch.float64) * 70 + 2
+    valid = torch.rand(2, 16, 20, generator=g) > 0.5  # sparse, like KITTI
+    pred = 5.0 / gt + 0.01 * torch.randn(2, 16, 20, generator=g, dtype=torch.float64)
+    pred[:, :2] = 0.0
+    metric = DepthMetrics("lstsq-disparity-all", min_depth=1e-3, max_depth=cap)
+    metric.update(pred, gt, valid)
+    got = metric.compute()
+    abs_rel, rmse, bad = [], [], []
+    for i in range(2):
+        m = valid[i].numpy()
+        p, y = pred[i].numpy()[m], gt[i].numpy()[m]
+        (s, t), *_ = np.linalg.lstsq(np.stack([p, np.ones_like(p)], 1), 1.0 / y, rcond=None)
+        depth = 1.0 / np.maximum(s * p + t, 1.0 / cap)
+        abs_rel.append(np.mean(np.abs(depth - y) / y))
+        rmse.append(np.sqrt(np.mean((depth - y) ** 2)))
+        bad.append(np.mean(np.maximum(depth / y, y / depth) > 1.25))
+    assert got["abs_rel"].item() == pytest.approx(np.mean(abs_rel), rel=1e-6)
+    assert got["rmse"].item() == pytest.approx(np.mean(rmse), rel=1e-6)
+    assert got["delta1"].item() == pytest.approx(1.0 - np.mean(bad), rel=1e-6)
