@@ -8,13 +8,17 @@ Members of one sample (``key`` = the sample's position in its shard, 9 digits):
 * ``key.depth.npy``: float32 ``(H, W)`` ground-truth depth in the units of ``depth_kind``;
 * ``key.valid.png``: uint8 ``(H, W)`` mask, 1 = valid;
 * ``key.seg.png``: segmentation, 8-bit (16-bit when labels exceed 255);
-* ``key.disp.png``: a pseudo-label, 16-bit PNG of relative disparity (see :func:`encode_disparity`).
+* ``key.disp.f16z``: a pseudo-label, zlib-compressed float16 relative disparity
+  (:func:`encode_disparity_f16z`; ``disp_shape`` in ``key.json``), or
+* ``key.disp.png``: a pseudo-label, 16-bit PNG of relative disparity (:func:`encode_disparity`;
+  ``disp_range`` in ``key.json``).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import zlib
 from typing import Any
 
 import numpy as np
@@ -122,6 +126,30 @@ def decode_disparity(data: bytes, disp_range: list[float], where: str) -> tuple[
     valid = codes > 0
     disp = lo + (codes.astype(np.float64) - 1) * ((hi - lo) / (DISPARITY_LEVELS - 1))
     return np.where(valid, disp, 0.0).astype(np.float32), valid
+
+
+def encode_disparity_f16z(disparity: np.ndarray, level: int = 6) -> tuple[bytes, list[int]]:
+    """Relative disparity float ``(H, W)`` -> (zlib-compressed float16 bytes, ``[H, W]``).
+
+    Same values as the file-per-item store's float16 ``.npy``: relative error at most 2^-11
+    (4.9e-4) for values in float16's normal range (>= 6.1e-5); non-finite values stay
+    non-finite (read back as invalid).
+    """
+    arr = np.asarray(disparity)
+    if arr.ndim != 2:
+        raise ValueError(f"disparity must be (H, W), got shape {arr.shape}")
+    return zlib.compress(np.ascontiguousarray(arr, dtype="<f2").tobytes(), level), [int(s) for s in arr.shape]
+
+
+def decode_disparity_f16z(data: bytes, shape: list[int], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_disparity_f16z`: (float32 disparity ``(H, W)``, bool valid)."""
+    try:
+        h, w = (int(s) for s in shape)
+        arr = np.frombuffer(zlib.decompress(data), dtype="<f2").reshape(h, w).astype(np.float32)
+    except (TypeError, ValueError, zlib.error) as exc:
+        raise SampleReadError(where, f"corrupt float16 disparity ({exc})") from None
+    valid = np.isfinite(arr)
+    return np.where(valid, arr, np.float32(0.0)), valid
 
 
 def encode_sample(sample: dict[str, Any], image_format: str = "jpg", quality: int = 95) -> dict[str, bytes]:

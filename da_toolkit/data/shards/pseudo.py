@@ -6,11 +6,18 @@ Layout under ``root`` (local folder or fsspec URL)::
     root/<shard>.index.json     its index: format, teacher_hash, settings, encoding and
                                 [{"url", "nsamples", "ids"}] of the finished shards
 
-Each sample: ``key.disp.png`` (relative disparity as a 16-bit PNG, per-image ``disp_range``
-in ``key.json``; see :func:`da_toolkit.data.shards.codec.encode_disparity`: round-trip error
-at most ``(hi - lo) / 131068`` per pixel, i.e. 7.6e-6 of the image's disparity range), ``key.json``
-(``id``, ``image_ref``, ``disp_range``) and, when the writer is given it, the image itself
-(``key.jpg``), so that the student streams shards without touching the original files.
+Each sample: the relative disparity in the store's ``encoding`` (see ``docs/scale.md`` for the
+measured sizes and errors):
+
+* ``"float16z"`` (default): ``key.disp.f16z``, zlib-compressed float16 - exactly the values of
+  the file-per-item store (relative error <= 2^-11 = 4.9e-4 of float32), several times smaller;
+* ``"png16"``: ``key.disp.png``, 16-bit PNG with the per-image ``disp_range`` in ``key.json``
+  (:func:`~da_toolkit.data.shards.codec.encode_disparity`: error <= (hi - lo) / 131068, i.e.
+  7.6e-6 of the image's disparity range), for more precision at about 2.5x the bytes;
+
+plus ``key.json`` (``id``, ``image_ref``, ``disp_range``/``disp_shape``) and, when the writer is
+given it, the image itself (``key.jpg``), so that the student streams shards without touching
+the original files.
 
 Guarantees as :mod:`da_toolkit.data.pseudo_store`: one writer per shard name (``flock`` on local
 roots), teacher hash and settings of every writer in ``root`` must agree
@@ -34,8 +41,10 @@ from da_toolkit.data.pseudo_store import _SHARD_RE, StoreMismatchError, _canonic
 from da_toolkit.data.shards import urls as U
 from da_toolkit.data.shards.codec import (
     decode_disparity,
+    decode_disparity_f16z,
     decode_image,
     encode_disparity,
+    encode_disparity_f16z,
     encode_image,
     raw_image,
     read_info,
@@ -44,7 +53,7 @@ from da_toolkit.data.shards.stream import ShardStream
 from da_toolkit.data.shards.writer import INDEX_SUFFIX, ShardWriter, load_index
 
 PSEUDO_SHARD_FORMAT = "da_toolkit.pseudo_label_shards/1"
-ENCODING = "png16-minmax"
+ENCODINGS: tuple[str, ...] = ("float16z", "png16")
 _HEADER_KEYS = ("teacher_hash", "settings", "encoding")
 
 
@@ -72,6 +81,7 @@ class PseudoLabelShardWriter:
         teacher_hash: identity of the teacher (e.g. ``checkpoint_hash(path)``).
         settings: JSON-serialisable settings of the run; compared against every writer in ``root``.
         maxcount: items per shard (the unit of resumption).
+        encoding: ``"float16z"`` (default) or ``"png16"`` (see the module docstring).
         image_format: encoding of images passed to :meth:`write` as arrays (``jpg``/``png``/``webp``).
         quality: JPEG/WebP quality.
         storage_options: fsspec options of ``root``.
@@ -87,6 +97,7 @@ class PseudoLabelShardWriter:
         teacher_hash: str,
         settings: Mapping[str, Any],
         maxcount: int = 1000,
+        encoding: str = "float16z",
         image_format: str = "jpg",
         quality: int = 95,
         storage_options: Mapping[str, Any] | None = None,
@@ -95,6 +106,8 @@ class PseudoLabelShardWriter:
             raise ValueError(f"shard name {shard!r}: use letters, digits, '_', '.', '-' (not starting with '.')")
         if not isinstance(teacher_hash, str) or not teacher_hash:
             raise ValueError("teacher_hash must be a non-empty string (e.g. checkpoint_hash(path))")
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding {encoding!r}: expected one of {ENCODINGS}")
         self.root, self.shard = str(root), shard
         self.storage_options = dict(storage_options or {})
         self.image_format, self.quality = image_format, quality
@@ -102,7 +115,7 @@ class PseudoLabelShardWriter:
             "format": PSEUDO_SHARD_FORMAT,
             "teacher_hash": teacher_hash,
             "settings": _canonical(dict(settings), "settings"),
-            "encoding": ENCODING,
+            "encoding": encoding,
         }
         self._lock_handle: Any = None
         self._lock()
@@ -167,8 +180,13 @@ class PseudoLabelShardWriter:
             arr = arr[0]
         if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
             raise ValueError(f"disparity for {item_id!r} must be a float (H, W) array, got {arr.dtype} {arr.shape}")
-        png, disp_range = encode_disparity(arr)
-        members: dict[str, bytes] = {"disp.png": png}
+        info: dict[str, Any] = {"id": item_id, "image_ref": ref, "source": "pseudo_labels"}
+        if self.header["encoding"] == "png16":
+            png, info["disp_range"] = encode_disparity(arr)
+            members: dict[str, bytes] = {"disp.png": png}
+        else:
+            data, info["disp_shape"] = encode_disparity_f16z(arr)
+            members = {"disp.f16z": data}
         if image is not None:
             if isinstance(image, (bytes, bytearray)):
                 members[self.image_format] = bytes(image)
@@ -177,7 +195,6 @@ class PseudoLabelShardWriter:
                 if img.shape[:2] != arr.shape:
                     raise ValueError(f"image of {item_id!r} is {img.shape[:2]} but its disparity is {arr.shape}")
                 members[self.image_format] = encode_image(img, self.image_format, self.quality)
-        info = {"id": item_id, "image_ref": ref, "disp_range": disp_range, "source": "pseudo_labels"}
         members["json"] = json.dumps(info, sort_keys=True).encode()
         self._writer.write(item_id, members)
         self._done.add(item_id)
@@ -289,9 +306,12 @@ class PseudoLabelShards(ShardStream):
         from da_toolkit.data.sources.base import make_sample
 
         info = read_info(raw, where)
-        if "disp.png" not in raw or "disp_range" not in info:
-            raise SampleReadError(where, "pseudo-label sample needs disp.png and json.disp_range")
-        disparity, valid = decode_disparity(raw["disp.png"], info["disp_range"], where)
+        if "disp.f16z" in raw and "disp_shape" in info:
+            disparity, valid = decode_disparity_f16z(raw["disp.f16z"], info["disp_shape"], where)
+        elif "disp.png" in raw and "disp_range" in info:
+            disparity, valid = decode_disparity(raw["disp.png"], info["disp_range"], where)
+        else:
+            raise SampleReadError(where, "pseudo-label sample needs disp.f16z + json.disp_shape or disp.png + json.disp_range")
         data = raw_image(raw, where)
         ref = info.get("image_ref") or {}
         image = decode_image(data, where) if data is not None else self._image_from_ref(ref, where)

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from da_toolkit.data.pseudo_store import StoreMismatchError
-from da_toolkit.data.shards.codec import decode_disparity, encode_disparity
+from da_toolkit.data.shards.codec import (
+    decode_disparity,
+    decode_disparity_f16z,
+    encode_disparity,
+    encode_disparity_f16z,
+)
 from da_toolkit.data.shards.pseudo import PseudoLabelShards, PseudoLabelShardWriter
 
 SETTINGS = {"input_size": 518, "model": "tiny"}
@@ -33,6 +38,20 @@ def test_png16_round_trip_within_half_a_step_and_nan_invalid():
     assert err.max() > bound / 10  # it really is quantised (the test can tell)
 
 
+def test_float16z_is_exactly_float16_and_keeps_nan_invalid():
+    rng = np.random.default_rng(1)
+    disp = (rng.gamma(2.0, 3.0, size=(30, 40)) + 0.01).astype(np.float32)
+    disp[2, 2] = np.nan
+    data, shape = encode_disparity_f16z(disp)
+    out, valid = decode_disparity_f16z(data, shape, "x")
+    finite = np.isfinite(disp)
+    assert shape == [30, 40] and (valid == finite).all()
+    np.testing.assert_array_equal(out[finite], disp[finite].astype(np.float16).astype(np.float32))
+    rel = np.abs(out[finite] - disp[finite]) / disp[finite]
+    assert rel.max() <= 2.0**-11 and rel.max() > 2.0**-14
+    assert len(data) < disp.size * 2  # compressed
+
+
 def test_constant_and_all_invalid_disparities():
     out, valid = decode_disparity(*encode_disparity(np.full((4, 5), 2.5, np.float32)), "x")
     assert valid.all() and np.allclose(out, 2.5)
@@ -41,9 +60,10 @@ def test_constant_and_all_invalid_disparities():
     assert not valid.any()
 
 
-def _write(root, shard, ids, *, maxcount=3, teacher="sha256:t", images=True, storage_options=None, close=True):
+def _write(root, shard, ids, *, maxcount=3, teacher="sha256:t", images=True, storage_options=None, close=True,
+           encoding="float16z"):
     writer = PseudoLabelShardWriter(root, shard, teacher, SETTINGS, maxcount=maxcount, image_format="png",
-                                    storage_options=storage_options)
+                                    storage_options=storage_options, encoding=encoding)
     for i in ids:
         if f"item{i}" in writer.done_ids():
             continue
@@ -54,9 +74,10 @@ def _write(root, shard, ids, *, maxcount=3, teacher="sha256:t", images=True, sto
     return writer
 
 
-def test_ranks_write_their_own_shards_and_the_reader_sees_each_item_once(tmp_path):
-    _write(str(tmp_path), "rank000", range(0, 10, 2))
-    _write(str(tmp_path), "rank001", range(1, 10, 2))
+@pytest.mark.parametrize("encoding", ["float16z", "png16"])
+def test_ranks_write_their_own_shards_and_the_reader_sees_each_item_once(tmp_path, encoding):
+    _write(str(tmp_path), "rank000", range(0, 10, 2), encoding=encoding)
+    _write(str(tmp_path), "rank001", range(1, 10, 2), encoding=encoding)
     names = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
     assert names == ["rank000-000000.tar", "rank000-000001.tar", "rank000.index.json",
                      "rank001-000000.tar", "rank001-000001.tar", "rank001.index.json"]
@@ -67,7 +88,10 @@ def test_ranks_write_their_own_shards_and_the_reader_sees_each_item_once(tmp_pat
     s = got["item7"]
     assert s["depth_kind"] == "relative" and s["valid"].all()
     ref = _disp(7)
-    assert np.abs(s["depth"] - ref).max() <= (ref.max() - ref.min()) / 65534 / 2 * 1.01
+    if encoding == "png16":
+        assert np.abs(s["depth"] - ref).max() <= (ref.max() - ref.min()) / 65534 / 2 * 1.01
+    else:
+        assert (np.abs(s["depth"] - ref) / ref).max() <= 2.0**-11
     assert (s["image"] == 7).all()
 
 
@@ -88,6 +112,8 @@ def test_other_teacher_or_settings_are_refused(tmp_path):
         PseudoLabelShardWriter(str(tmp_path), "rank001", "sha256:other", SETTINGS)
     with pytest.raises(StoreMismatchError, match="settings"):
         PseudoLabelShardWriter(str(tmp_path), "rank001", "sha256:t", {**SETTINGS, "input_size": 256})
+    with pytest.raises(StoreMismatchError, match="encoding"):
+        PseudoLabelShardWriter(str(tmp_path), "rank001", "sha256:t", SETTINGS, encoding="png16")
     with pytest.raises(StoreMismatchError, match="expected sha256:other"):
         PseudoLabelShards(str(tmp_path), teacher_hash="sha256:other")
 
