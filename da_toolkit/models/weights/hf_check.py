@@ -21,6 +21,9 @@ from typing import Any
 
 import torch
 
+from da_toolkit.models.decoders.dpt import DPTDecoder
+from da_toolkit.models.encoders.dinov2 import DINOv2Encoder
+from da_toolkit.models.keymaps import hf_to_ours
 from da_toolkit.models.weights.errors import WeightsError, WeightsMismatchError
 
 __all__ = ["check_hf_config_shapes", "safetensors_shapes"]
@@ -100,13 +103,13 @@ def check_hf_config_shapes(
         WeightsError: a quick size check failed or the model cannot be built from the config;
             :class:`WeightsMismatchError` when parameter shapes/keys differ.
     """
-    from da_toolkit.models.description import build_model
-    from da_toolkit.models.keymaps import hf_to_ours
-
     _quick(cfg, {k: s for k, (s, _) in shapes.items()}, cfg_path, source)
-    try:
+    init = description["init_args"]
+    try:  # the two parts an HF description names (hf_config), without DepthModel: no import cycle
         with torch.device("meta"):
-            model = build_model(description)
+            encoder = DINOv2Encoder(**init["encoder"]["init_args"])
+            decoder = DPTDecoder(**init["decoder"]["init_args"])
+            decoder.attach(encoder)
     except Exception as exc:  # noqa: BLE001 - any constructor failure names the config
         raise WeightsError(f"{cfg_path}: the model it describes cannot be built: {type(exc).__name__}: {exc}") from None
     meta = {k: torch.empty(s, dtype=_ST_DTYPES.get(d, torch.float32), device="meta") for k, (s, d) in shapes.items()}
@@ -114,7 +117,8 @@ def check_hf_config_shapes(
         ours = hf_to_ours(meta)
     except (KeyError, RuntimeError, ValueError) as exc:
         raise WeightsError(f"{cfg_path}: {source} does not hold the weights this config describes: {exc}") from None
-    own = model.state_dict()
+    own = {f"{part}.{k}": v for part, module in (("encoder", encoder), ("decoder", decoder))
+           for k, v in module.state_dict().items()}
     missing = sorted(set(own) - set(ours))
     unexpected = sorted(set(ours) - set(own))
     mismatched = [(k, tuple(ours[k].shape), tuple(own[k].shape)) for k in sorted(set(own) & set(ours))
