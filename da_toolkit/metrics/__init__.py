@@ -10,7 +10,12 @@ from da_toolkit.metrics.alignment import (
     lstsq_scale_shift,
 )
 from da_toolkit.metrics.crops import EVAL_CROPS, eigen_crop, garg_crop, nyu_crop
-from da_toolkit.metrics.depth_metrics import METRIC_NAMES, DepthMetrics, per_image_metrics
+from da_toolkit.metrics.depth_metrics import (
+    METRIC_NAMES,
+    ConstantPredictionWarning,
+    DepthMetrics,
+    per_image_metrics,
+)
 
 BUILTIN_METRICS: dict[str, type] = {"depth_metrics": DepthMetrics}
 
@@ -19,6 +24,7 @@ __all__ = [
     "BUILTIN_METRICS",
     "EVAL_CROPS",
     "METRIC_NAMES",
+    "ConstantPredictionWarning",
     "DepthMetrics",
     "align_lstsq_depth",
     "align_lstsq_disparity",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -25,6 +26,11 @@ METRIC_NAMES: tuple[str, ...] = (
     "delta2",
     "delta3",
 )
+
+
+class ConstantPredictionWarning(UserWarning):
+    """Every prediction :class:`DepthMetrics` evaluated was constant: the model is dead."""
+
 
 Alignment = Literal["none", "median", "lstsq-disparity", "lstsq-disparity-all", "lstsq-depth"]
 Crop = Literal["garg", "eigen", "nyu"]
@@ -82,7 +88,10 @@ class DepthMetrics(Metric):
     those pixels (``"lstsq-disparity"``, Marigold's rule: only on the pixels whose prediction is
     positive; ``"lstsq-disparity-all"``: on all of them); the aligned depth is clamped to
     ``[min_depth, max_depth]`` (disparity modes: the aligned disparity is floored at 1e-3 before
-    inversion). Images without evaluated pixels are skipped and counted in ``skipped``.
+    inversion). Images without evaluated pixels are skipped and counted in ``skipped``; images
+    whose prediction is constant over their evaluated pixels are counted in ``constant``, and
+    ``compute()`` warns (:class:`ConstantPredictionWarning`) when every evaluated image (at least
+    two) was.
 
     ``compute()`` -> dict of :data:`METRIC_NAMES` (float64 scalars, NaN when no image was
     evaluated). States are sums (``dist_reduce_fx="sum"``), so DDP syncing is exact.
@@ -129,6 +138,7 @@ class DepthMetrics(Metric):
             self.add_state(f"sum_{name}", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("skipped", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("constant", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def evaluated_mask(self, target: Tensor, mask: Tensor | None) -> Tensor:
         """Bool ``(B,H,W)``: the pixels that count (mask, crop, finite, depth caps)."""
@@ -169,10 +179,21 @@ class DepthMetrics(Metric):
             setattr(self, f"sum_{name}", current + kept.sum())
         self.count = self.count + has.sum()
         self.skipped = self.skipped + (~has).sum()
+        inf = torch.full_like(pred, float("inf"))
+        lowest = torch.where(valid, pred, inf).flatten(1).amin(dim=1)
+        highest = torch.where(valid, pred, -inf).flatten(1).amax(dim=1)
+        self.constant = self.constant + (has & (highest == lowest)).sum()
 
     def compute(self) -> dict[str, Tensor]:
         """Mean of each metric over the evaluated images (NaN if none)."""
         count = self.count
+        if bool(count >= 2) and bool(self.constant == count):
+            warnings.warn(
+                f"DepthMetrics: the prediction was constant on every one of the {int(count)} evaluated images: "
+                "the model is dead (e.g. a ReLU head that outputs 0), these metrics describe a constant map",
+                ConstantPredictionWarning,
+                stacklevel=2,
+            )
         nan = torch.full_like(count, float("nan"))
         return {
             name: torch.where(count > 0, getattr(self, f"sum_{name}") / count.clamp_min(1), nan)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from torchmetrics.utilities.data import dim_zero_sum
 
-from da_toolkit.metrics import METRIC_NAMES, DepthMetrics, eigen_crop, garg_crop, nyu_crop
+from da_toolkit.metrics import (
+    METRIC_NAMES,
+    ConstantPredictionWarning,
+    DepthMetrics,
+    eigen_crop,
+    garg_crop,
+    nyu_crop,
+)
 
 
 def _np_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -189,3 +197,20 @@ def test_options_from_yaml_are_validated() -> None:
     assert metric.alignment == "median" and metric.crop == "garg"
     with pytest.raises(Exception, match="alignment"):
         parser.parse_string("metric: {class_path: da_toolkit.metrics.DepthMetrics, init_args: {alignment: foo}}")
+
+
+def test_constant_predictions_are_counted_and_warned_about() -> None:
+    gt = torch.rand(3, 4, 4) * 5 + 1
+    dead = DepthMetrics()
+    dead.update(torch.zeros(3, 4, 4), gt)  # a dead ReLU head
+    with pytest.warns(ConstantPredictionWarning, match="constant on every one of the 3"):
+        dead.compute()
+    assert dead.constant.item() == 3
+    live = DepthMetrics()
+    pred = torch.rand(3, 4, 4) + 0.1
+    pred[1] = 0.5  # one constant map among live ones: counted, no warning
+    live.update(pred, gt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConstantPredictionWarning)
+        live.compute()
+    assert live.constant.item() == 1
