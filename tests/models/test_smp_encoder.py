@@ -11,11 +11,11 @@ import torch
 smp = pytest.importorskip("segmentation_models_pytorch")
 timm = pytest.importorskip("timm")
 
-from safetensors.torch import save_file  # noqa: E402
+from safetensors.torch import save_file
 
-from da_toolkit.models.encoders import BUILTIN_ENCODERS  # noqa: E402
-from da_toolkit.models.encoders.smp_encoder import SmpEncoder  # noqa: E402
-from da_toolkit.models.weights.errors import WeightsMismatchError  # noqa: E402
+from da_toolkit.models.encoders import BUILTIN_ENCODERS
+from da_toolkit.models.encoders.smp_encoder import SmpEncoder
+from da_toolkit.models.weights.errors import WeightsMismatchError
 
 TINY_TU = "tu-mobilenetv3_small_050"  # 0.27 M parameters, builds in ~0.1 s
 
