@@ -30,6 +30,9 @@ class DepthPredictionTask(pl.LightningModule):
             default: random weights give plausible-looking blurry maps).
         max_failures: failed inputs + failed writes tolerated before the run's exit status is 1
             (default 0: any failure fails the run; ``null`` = never, the summary is still printed).
+            Exit status of ``da-toolkit predict``: 0 all done (or failures within
+            ``max_failures``), 1 more failures, 2 a usage error before any work (missing inputs,
+            colliding output ids, a model with no weights loaded).
         compile: ``torch.compile`` the model.
         channels_last: channels-last memory format for the convolutional head.
         temporal_smoothing: EMA momentum (0..1, weight of the past) of per-frame shift/scale for
