@@ -10,7 +10,9 @@ name of a known class, nor importable is reported with close matches before any 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,8 +32,32 @@ def _all_subclasses(cls: type) -> Iterator[type]:
                 yield sub
 
 
+#: modules imported before parsing so that bare class names of their classes resolve
+RESOLVABLE_MODULES = (
+    "da_toolkit.tasks",
+    "da_toolkit.data.student_datamodule",
+    "da_toolkit.tasks.pseudo_label",
+    "da_toolkit.data.datamodule",
+    "da_toolkit.inference.task",
+    "da_toolkit.inference.data",
+    "lightning.pytorch.callbacks",
+    "lightning.pytorch.loggers",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def import_resolvable_classes() -> None:
+    """Import the toolkit's tasks, data modules and Lightning's callbacks/loggers (best effort)."""
+    for name in RESOLVABLE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # a missing optional part must not break the others
+            warnings.warn(f"da-toolkit: could not import {name}: {exc}", RuntimeWarning, stacklevel=2)
+
+
 def known_class_names() -> dict[str, type]:
     """Bare names of the imported classes jsonargparse may resolve (modules, tasks, data, ...)."""
+    import_resolvable_classes()
     import lightning.pytorch as pl
     from torch import nn
     from torch.utils.data import Dataset

@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import warnings
+from argparse import ArgumentError
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,46 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from da_toolkit.cli.class_paths import UnknownClassPathError, resolve_class_path, resolve_config
+from da_toolkit.cli.checks import RecipeError, parse_error_line
+from da_toolkit.cli.class_paths import (
+    UnknownClassPathError,
+    import_resolvable_classes,
+    resolve_class_path,
+    resolve_config,
+)
 
 CONFIG_FLAGS = ("--config", "-c")
 
 
-def _resolve_config_file(path: str, tmpdir: str, index: int) -> str:
+def _group_classes(data: dict[str, Any], known: dict[str, type]) -> None:
+    """Remember the class of each top-level group a config names (for later configs without it)."""
+    from da_toolkit.cli.model_forms import _import_class
+
+    for group, value in data.items():
+        if isinstance(value, dict) and isinstance(value.get("class_path"), str):
+            cls = _import_class(value["class_path"])
+            if cls is not None:
+                known[group] = cls
+
+
+def expand_config(data: dict[str, Any], where: str, group_classes: dict[str, type] | None = None,
+                  deferred: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A loaded config with registered names resolved and model short forms expanded.
+
+    ``group_classes`` maps top-level groups to their class when the config itself does not name it
+    (an override file of a recipe, the pseudo-label job's ``model``); it is updated with the
+    classes this config names. ``deferred``: see :func:`~da_toolkit.cli.model_forms.expand_models`.
+    """
+    from da_toolkit.cli.model_forms import expand_models
+
+    known = group_classes if group_classes is not None else {}
+    resolved = resolve_config(data, where=where)
+    _group_classes(resolved, known)
+    return resolve_config(expand_models(resolved, where, known, deferred), where=where)
+
+
+def _resolve_config_file(path: str, tmpdir: str, index: int, group_classes: dict[str, type],
+                         deferred: dict[str, Any]) -> str:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"--config {path}: no such file")
@@ -44,7 +79,7 @@ def _resolve_config_file(path: str, tmpdir: str, index: int) -> str:
         return path
     if not isinstance(data, dict):
         raise ValueError(f"--config {path}: expected a mapping at the top level, got {type(data).__name__}")
-    resolved = resolve_config(data, where=file.name)
+    resolved = expand_config(data, file.name, group_classes, deferred)
     if resolved == data:
         return path
     out = Path(tmpdir) / f"{index:02d}_{file.name}"
@@ -52,30 +87,46 @@ def _resolve_config_file(path: str, tmpdir: str, index: int) -> str:
     return str(out)
 
 
-def preprocess_args(argv: Sequence[str], tmpdir: str) -> list[str]:
-    """Resolve registered names in ``--config`` files and ``--*.class_path`` arguments."""
+def preprocess_args(argv: Sequence[str], tmpdir: str, group_classes: dict[str, type] | None = None) -> list[str]:
+    """Resolve registered names and expand model short forms in ``--config`` files and arguments.
+
+    ``--*.class_path`` values are resolved (:mod:`da_toolkit.cli.class_paths`); values of
+    model-typed parameters (``--model.init_args.model=tiny``, ``--model.init_args.teacher=FILE``)
+    are expanded (:mod:`da_toolkit.cli.model_forms`). ``group_classes``: see :func:`expand_config`.
+    """
+    from da_toolkit.cli.model_forms import expand_argument, model_parameter_names
+
+    known = dict(group_classes or {})
+    deferred: dict[str, Any] = {}  # missing weights files that a later config/argument may replace
+    model_names = model_parameter_names()
     args = list(argv)
     out: list[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
         key, eq, value = arg.partition("=")
-        if key in CONFIG_FLAGS or key.endswith("class_path"):
-            if not eq and i + 1 < len(args):
-                value = args[i + 1]
-                i += 1
-            elif not eq:
-                out.append(arg)
-                i += 1
-                continue
-            if key in CONFIG_FLAGS:
-                value = _resolve_config_file(value, tmpdir, len(out))
-            else:
-                value = resolve_class_path(value, key.lstrip("-"))
-            out.append(f"{key}={value}")
-        else:
+        parts = key.lstrip("-").split(".")
+        special = key.startswith("--") or key == "-c"
+        special = special and (key in CONFIG_FLAGS or key.endswith("class_path")
+                               or (len(parts) >= 2 and parts[-1] in model_names))
+        if not special or (not eq and i + 1 >= len(args)):
             out.append(arg)
+            i += 1
+            continue
+        if not eq:
+            value = args[i + 1]
+            i += 1
+        if key in CONFIG_FLAGS:
+            value = _resolve_config_file(value, tmpdir, len(out), known, deferred)
+        elif key.endswith("class_path"):
+            value = resolve_class_path(value, key.lstrip("-"))
+        else:
+            deferred.pop(key.lstrip("-"), None)
+            value = expand_argument(key, value) or value
+        out.append(f"{key}={value}")
         i += 1
+    if deferred:
+        raise next(iter(deferred.values()))
     return out
 
 
@@ -122,12 +173,40 @@ def _saved_by_us(path: Path) -> bool:
 
 
 class DepthLightningCLI(LightningCLI):
-    """LightningCLI with da-toolkit's trainer conveniences (see the module docstring)."""
+    """LightningCLI with da-toolkit's trainer conveniences and checks (see the module docstring).
+
+    Before anything is instantiated: an integer ``trainer.val_check_interval`` is made to count
+    training steps across epochs (:func:`~da_toolkit.cli.checks.adapt_val_check_interval`), and a
+    ``data.init_args.crop_size`` that is not a multiple of the models' input multiple is refused
+    (:func:`~da_toolkit.cli.checks.check_crop_size`, :class:`~da_toolkit.cli.checks.RecipeError`).
+    With ``parse_only`` the parsed config is raised as :class:`ParsedConfig` instead of being
+    instantiated (the pipeline validates every stage that way before running the first).
+    """
+
+    parse_only: bool = False
+
+    def before_instantiate_classes(self) -> None:
+        from da_toolkit.cli.checks import adapt_val_check_interval, check_crop_size
+
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("trainer") is not None:
+            adapt_val_check_interval(config.trainer)
+        check_crop_size(config)
+        if self.parse_only:
+            raise ParsedConfig(config)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         configure_checkpointing(trainer)
         return trainer
+
+
+class ParsedConfig(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a ``parse_only`` :class:`DepthLightningCLI` with the parsed, checked config."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__("parsed")
+        self.config = config
 
 
 def configure_checkpointing(trainer: pl.Trainer) -> None:
@@ -146,30 +225,6 @@ def configure_checkpointing(trainer: pl.Trainer) -> None:
                 cb.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
             if not cb.save_last:
                 cb.save_last = True
-
-
-#: modules imported before parsing so that bare class names of their classes resolve
-RESOLVABLE_MODULES = (
-    "da_toolkit.tasks",
-    "da_toolkit.data.student_datamodule",
-    "da_toolkit.tasks.pseudo_label",
-    "da_toolkit.data.datamodule",
-    "da_toolkit.inference.task",
-    "da_toolkit.inference.data",
-    "lightning.pytorch.callbacks",
-    "lightning.pytorch.loggers",
-)
-
-
-def import_resolvable_classes() -> None:
-    """Import the toolkit's tasks, data modules and Lightning's callbacks/loggers (best effort)."""
-    import importlib
-
-    for name in RESOLVABLE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:  # a missing optional part must not break the others
-            warnings.warn(f"da-toolkit: could not import {name}: {exc}", RuntimeWarning, stacklevel=2)
 
 
 def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCLI:
@@ -191,17 +246,66 @@ def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCL
             raise SystemExit(2) from None
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            return DepthLightningCLI(
-                pl.LightningModule,
-                pl.LightningDataModule,
-                subclass_mode_model=True,
-                subclass_mode_data=True,
-                args=args,
-                run=run,
-                save_config_callback=SafeSaveConfigCallback,
-                save_config_kwargs={"overwrite": True},
-                parser_kwargs={"prog": "da-toolkit"},
-            )
+            try:
+                return DepthLightningCLI(
+                    pl.LightningModule,
+                    pl.LightningDataModule,
+                    subclass_mode_model=True,
+                    subclass_mode_data=True,
+                    args=args,
+                    run=run,
+                    save_config_callback=SafeSaveConfigCallback,
+                    save_config_kwargs={"overwrite": True},
+                    parser_kwargs={"prog": "da-toolkit"},
+                )
+            except RecipeError as exc:
+                print(f"da-toolkit: error: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
+
+
+def parse_only(config: dict[str, Any], where: str, cli_class: type[DepthLightningCLI] | None = None,
+               model_class: type = pl.LightningModule, data_class: type = pl.LightningDataModule,
+               group_classes: dict[str, type] | None = None, **cli_kwargs: Any) -> Any:
+    """Parse and check a config (dict) as its command would, building nothing.
+
+    Returns the parsed config (a jsonargparse Namespace). Raises :class:`RecipeError` naming
+    ``where`` and the field for anything the command would refuse (unknown keys, wrong types,
+    bad class paths, a crop size the model cannot take).
+    """
+    from da_toolkit.cli.model_forms import ModelFormError
+    from da_toolkit.plugins import get_registry
+
+    get_registry()
+    import_resolvable_classes()
+    base = cli_class or DepthLightningCLI
+
+    class _ParseOnly(base):  # type: ignore[valid-type, misc]
+        parse_only = True
+
+    kwargs: dict[str, Any] = {"subclass_mode_model": True, "subclass_mode_data": True}
+    kwargs.update(cli_kwargs)
+    parser_kwargs = {"exit_on_error": False, **dict(kwargs.pop("parser_kwargs", {}))}
+    with tempfile.TemporaryDirectory(prefix="da_toolkit_parse_") as tmpdir:
+        path = Path(tmpdir) / "stage.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        try:
+            args = preprocess_args(["--config", str(path)], tmpdir, group_classes)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+                _ParseOnly(model_class, data_class, args=args, run=False, save_config_callback=None,
+                           parser_kwargs=parser_kwargs, **kwargs)
+        except ParsedConfig as parsed:
+            return parsed.config
+        except (RecipeError, ModelFormError, UnknownClassPathError) as exc:
+            raise RecipeError(f"{where}: {exc}") from None
+        except (ArgumentError, ValueError, TypeError) as exc:
+            raise RecipeError(f"{where}: {parse_error_line(str(exc))}") from None
+    raise RecipeError(f"{where}: the config was not parsed")  # pragma: no cover
+
+
+def parse_fit_config(config: dict[str, Any], where: str) -> Any:
+    """:func:`parse_only` for a ``da-toolkit fit`` config."""
+    return parse_only(config, where)
 
 
 def _subcommand(name: str) -> Callable[[list[str]], int]:

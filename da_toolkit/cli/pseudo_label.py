@@ -4,6 +4,9 @@ Runs :class:`~da_toolkit.tasks.pseudo_label.PseudoLabelTask` over
 :class:`~da_toolkit.tasks.pseudo_label.UnlabeledImages` in Lightning's predict loop, so
 ``--trainer.devices``/``--trainer.num_nodes``/``--trainer.strategy ddp`` spread it over devices and
 nodes; rank ``r`` writes shard ``rank<r>`` of ``--store``. A re-run skips the finished items.
+
+The teacher is ``model.teacher``: a teacher ``.ckpt`` / our safetensors (they record their
+model), ``{preset: NAME, weights: FILE}``, or the full ``class_path: DepthModel`` description.
 """
 
 from __future__ import annotations
@@ -13,13 +16,19 @@ import tempfile
 import warnings
 from typing import Any
 
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser
 
-from da_toolkit.tasks.pseudo_label import PseudoLabelStoreWriter, PseudoLabelTask, UnlabeledImages
+from da_toolkit.cli.lightning_cli import DepthLightningCLI
+
+from da_toolkit.tasks.pseudo_label import (
+    PseudoLabelStoreWriter,
+    PseudoLabelTask,
+    UnlabeledImages,
+)
 
 
-class PseudoLabelCLI(LightningCLI):
-    """LightningCLI of the pseudo-label job: ``model`` (teacher), ``data``, ``trainer``, ``store``."""
+class PseudoLabelCLI(DepthLightningCLI):
+    """LightningCLI of the pseudo-label job: ``model`` (``teacher``), ``data``, ``trainer``, ``store``."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--store", type=str, required=True,
@@ -29,6 +38,22 @@ class PseudoLabelCLI(LightningCLI):
         parser.link_arguments("store", "data.store")
 
 
+CLI_KWARGS: dict[str, Any] = {
+    "seed_everything_default": 0,
+    "trainer_defaults": {"logger": False, "enable_checkpointing": False},
+    "subclass_mode_model": False,
+    "subclass_mode_data": False,
+}
+
+
+def parse_pseudo_label_config(config: dict[str, Any], where: str) -> Any:
+    """Parse and check a pseudo-label config (dict) as the command would, building nothing."""
+    from da_toolkit.cli.lightning_cli import parse_only
+
+    return parse_only(config, where, cli_class=PseudoLabelCLI, model_class=PseudoLabelTask,
+                      data_class=UnlabeledImages, group_classes={"model": PseudoLabelTask}, **CLI_KWARGS)
+
+
 def run(argv: list[str]) -> dict[str, Any]:
     """Run the job; returns ``{"store", "written", "skipped_before"}``."""
     from da_toolkit.cli.lightning_cli import preprocess_args
@@ -36,13 +61,13 @@ def run(argv: list[str]) -> dict[str, Any]:
 
     get_registry()
     with tempfile.TemporaryDirectory(prefix="da_toolkit_pl_") as tmpdir:
-        args = preprocess_args(argv, tmpdir)
+        args = preprocess_args(argv, tmpdir, group_classes={"model": PseudoLabelTask})
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             cli = PseudoLabelCLI(
                 PseudoLabelTask, UnlabeledImages, run=False, args=args, save_config_callback=None,
-                seed_everything_default=0,
-                trainer_defaults={"logger": False, "enable_checkpointing": False},
+                seed_everything_default=CLI_KWARGS["seed_everything_default"],
+                trainer_defaults=CLI_KWARGS["trainer_defaults"],
                 parser_kwargs={"prog": "da-toolkit pseudo-label",
                                "description": "Label unlabeled data sources with a trained teacher into a "
                                               "sharded, resumable pseudo-label store (Lightning predict loop)."},
@@ -56,12 +81,13 @@ def run(argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    from da_toolkit.data.pseudo_store import StoreMismatchError
     from da_toolkit.cli.class_paths import UnknownClassPathError
+    from da_toolkit.cli.model_forms import ModelFormError
+    from da_toolkit.data.pseudo_store import StoreMismatchError
 
     try:
         result = run(argv)
-    except (UnknownClassPathError, StoreMismatchError, FileNotFoundError) as exc:
+    except (UnknownClassPathError, ModelFormError, StoreMismatchError, FileNotFoundError, ValueError) as exc:
         print(f"da-toolkit pseudo-label: error: {exc}", file=sys.stderr)
         return 2
     print(f"pseudo-label: wrote {result['written']} item(s) to {result['store']}", file=sys.stderr)

@@ -23,8 +23,10 @@ def evaluate_model(
 ) -> dict[str, float]:
     """Metrics of ``model`` on every labeled item of ``dataset`` (official preprocessing).
 
-    Each image goes through ``model.infer_image(rgb, input_size)`` (resize keeping the aspect,
-    shorter side >= ``input_size``, bilinear upsampling back), then
+    Each image goes through the inference core
+    (:func:`da_toolkit.models.inference_core.predict_rgb`: resize keeping the aspect, shorter
+    side >= ``input_size``, sides multiples of the model's input multiple, bilinear upsampling
+    back with the model's rule), then
     ``metrics.update(pred, depth, valid)`` with the GT in metres; ``metrics`` (a ``DepthMetrics``)
     does the alignment (least squares in disparity for relative models), caps and crops.
 
@@ -32,6 +34,8 @@ def evaluate_model(
         ``{metric name: value}`` plus ``num_images``.
     """
     from tqdm import tqdm
+
+    from da_toolkit.models.inference_core import predict_rgb
 
     was_training = model.training
     model.eval()
@@ -46,7 +50,7 @@ def evaluate_model(
             if sample.get("depth_kind", "metric") != "metric":
                 raise ValueError(f"evaluation needs metric ground truth; item {i} has depth_kind "
                                  f"{sample.get('depth_kind')!r}")
-            pred = model.infer_image(sample["image"], input_size=input_size)
+            pred = predict_rgb(model, sample["image"], input_size=input_size)
             metrics.update(torch.from_numpy(np.ascontiguousarray(pred))[None],
                            torch.from_numpy(np.ascontiguousarray(sample["depth"], dtype=np.float32))[None],
                            torch.from_numpy(np.ascontiguousarray(sample["valid"], dtype=bool))[None])

@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from da_toolkit.tasks.model_spec import build_depth_model, freeze_unused_parameters
+from da_toolkit.models.depth_model import DepthModel
+from da_toolkit.tasks.model_spec import freeze_unused_parameters
 from da_toolkit.tasks.optim import OptimConfig, build_optimizer, param_groups
 from da_toolkit.tasks.viz import prediction_panel
 
@@ -32,18 +32,14 @@ class DepthTask(pl.LightningModule):
     """Base task wrapping a pure :class:`~da_toolkit.models.depth_model.DepthModel`.
 
     Args:
-        preset: model preset name (e.g. ``depth-anything-v2-vits``), with ``model_overrides``
-            passed to :func:`da_toolkit.load_model`.
-        model_overrides: keyword overrides of the preset (e.g. a tiny ViT for tests).
-        encoder: encoder module (``class_path`` in recipes); with ``decoder``, replaces ``preset``.
-        decoder: decoder module, e.g. ``DPTDecoder``.
-        weights: full-model weights file loaded at construction.
-        encoder_weights: encoder-only weights (e.g. pretrained DINOv2) loaded after ``weights``.
+        model: the network (recipes: ``class_path: DepthModel`` with typed ``init_args``:
+            ``encoder``, ``decoder``, ``weights``, ``encoder_weights``, ...; the command line
+            also takes a preset name or ``{preset: NAME, weights: ...}``, see
+            :mod:`da_toolkit.cli.model_forms`). Checkpoints record its description under
+            :data:`da_toolkit.models.description.CHECKPOINT_KEY`.
         optim: optimiser groups and schedule (:class:`~da_toolkit.tasks.optim.OptimConfig`).
         val_metrics: a ``DepthMetrics`` (torchmetrics) for validation/test; default: least-squares
             disparity alignment for relative models, no alignment for metric ones.
-        eval_multiple: evaluation inputs are resized to multiples of this (default: the encoder's
-            patch size, or its largest reduction for CNNs) and predictions resized back.
         log_images_every_n_steps: log colourised predictions every N training steps (0 = never).
         num_log_images: how many samples of the batch to log.
         nonfinite: NaN/inf loss or gradients: ``skip`` the optimiser step with a warning (weights
@@ -52,15 +48,9 @@ class DepthTask(pl.LightningModule):
 
     def __init__(
         self,
-        preset: str | None = None,
-        model_overrides: dict[str, Any] | None = None,
-        encoder: nn.Module | None = None,
-        decoder: nn.Module | None = None,
-        weights: str | None = None,
-        encoder_weights: str | None = None,
+        model: DepthModel,
         optim: OptimConfig = OptimConfig(),  # noqa: B008 - frozen dataclass, immutable
         val_metrics: nn.Module | None = None,
-        eval_multiple: int | None = None,
         log_images_every_n_steps: int = 500,
         num_log_images: int = 2,
         nonfinite: NonFinitePolicy = "skip",
@@ -69,20 +59,21 @@ class DepthTask(pl.LightningModule):
         if nonfinite not in ("skip", "raise"):
             raise ValueError(f"nonfinite: expected 'skip' or 'raise', got {nonfinite!r}")
         self.save_hyperparameters(
-            ignore=["encoder", "decoder", "val_metrics", "labeled_loss", "gradient_loss", "unlabeled_loss",
+            ignore=["model", "val_metrics", "labeled_loss", "gradient_loss", "unlabeled_loss",
                     "perturbation", "cutmix", "feature_loss", "frozen_encoder", "teacher", "seg_head",
                     "seg_loss", "loss"]
         )
-        self.model = build_depth_model(preset, model_overrides, encoder, decoder, weights, encoder_weights)
-        self.model.train()  # presets are built in eval mode
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model: expected a DepthModel, got {type(model).__name__}")
+        self.model = model
+        self.model.train()
         self.optim = optim
         if dataclasses.is_dataclass(optim):  # plain types only, so checkpoints load with weights_only=True
             self.hparams["optim"] = dataclasses.asdict(optim)
         self.val_metrics = val_metrics if val_metrics is not None else self.default_metrics()
         self.test_metrics = self.val_metrics.clone() if hasattr(self.val_metrics, "clone") else None
-        self.eval_multiple = eval_multiple
         #: parameters no forward pass uses (frozen so that plain DDP works), e.g. DINOv2's mask_token
-        self.unused_parameters = freeze_unused_parameters(self.model, 2 * self._multiple())
+        self.unused_parameters = freeze_unused_parameters(self.model, 2 * self.input_multiple)
         self.log_images_every_n_steps = log_images_every_n_steps
         self.num_log_images = num_log_images
         self.nonfinite = nonfinite
@@ -109,28 +100,25 @@ class DepthTask(pl.LightningModule):
 
         return self.model(normalize(images), return_features=return_features)
 
-    def _multiple(self) -> int:
-        if self.eval_multiple:
-            return int(self.eval_multiple)
-        enc = self.model.encoder
-        patch = getattr(enc, "patch_size", None)
-        return int(patch) if patch else int(max(getattr(enc, "reductions", [32])))
+    @property
+    def input_multiple(self) -> int:
+        """Sides of network inputs are multiples of this (the model's patch size or largest stride)."""
+        from da_toolkit.models.inference_core import input_multiple
 
-    @torch.no_grad()
+        return int(input_multiple(self.model))
+
     def predict_full(self, images: Tensor) -> Tensor:
-        """Prediction at the input size for images of any size: ``(B,3,H,W)`` -> ``(B,H,W)``.
+        """Prediction at the input size for images of any size: ``(B,3,H,W)`` in ``[0,1]`` ->
+        ``(B,H,W)`` in the model's units, no gradients.
 
-        The input is resized (bilinear) to the nearest multiple of :meth:`_multiple` and the
-        output resized back (bilinear).
+        :func:`da_toolkit.models.inference_core.predict_tensor` at native size: the input is
+        resized (bilinear) to the nearest multiples of :attr:`input_multiple` and the output
+        resized back with the model's upsampling rule.
         """
-        h, w = images.shape[-2:]
-        m = self._multiple()
-        size = (max(m, round(h / m) * m), max(m, round(w / m) * m))
-        x = images if size == (h, w) else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-        pred = self(x)
-        if pred.shape[-2:] != (h, w):
-            pred = F.interpolate(pred[:, None], size=(h, w), mode="bilinear", align_corners=True)[:, 0]
-        return pred
+        from da_toolkit.models.inference_core import predict_tensor
+
+        with torch.no_grad():
+            return predict_tensor(self.model, images, input_size=None, max_pixels=None)
 
     # ----------------------------------------------------------------------------- training
     def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
@@ -184,7 +172,10 @@ class DepthTask(pl.LightningModule):
         self._nonfinite_step = False
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from da_toolkit.models.description import CHECKPOINT_KEY, describe_model
+
         checkpoint["skipped_steps"] = self.skipped_steps
+        checkpoint[CHECKPOINT_KEY] = describe_model(self.model)  # the file rebuilds its model alone
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.skipped_steps = int(checkpoint.get("skipped_steps", 0))

@@ -19,9 +19,10 @@ def _default_silog() -> nn.Module:
 class MetricTask(DepthTask):
     """Fine-tune a metric-depth model (outputs metres).
 
-    The model must have a metric head (``max_depth`` set, e.g. a ``depth-anything-v2-metric-*``
-    preset, or ``model_overrides: {max_depth: 20.0}``); as in V2, only the encoder is initialised
-    from a relative model (``encoder_weights``), the decoder starts fresh. Labeled samples must be
+    The model must have a metric head (the decoder's ``max_depth`` set, e.g. a
+    ``depth-anything-v2-metric-*`` preset, or ``model: {preset: NAME, decoder: {max_depth: 20.0}}``);
+    as in V2, only the encoder is initialised from a relative model (``model.init_args.
+    encoder_weights``), the decoder starts fresh. Labeled samples must be
     of ``depth_kind`` ``metric``.
 
     Args:
@@ -36,7 +37,7 @@ class MetricTask(DepthTask):
         if self.output_kind != "metric":
             raise ValueError(
                 "MetricTask needs a metric model (Sigmoid * max_depth head): use a metric preset or set "
-                "model_overrides.max_depth / the decoder's max_depth"
+                "the decoder's max_depth (model.init_args.decoder.init_args.max_depth)"
             )
         self.loss = loss if loss is not None else _default_silog()
         self.min_depth = float(min_depth)

@@ -2,7 +2,8 @@
 
 * :class:`UnlabeledImages` - a LightningDataModule over unlabeled data sources; each item is
   preprocessed like the official inference (keep aspect, shorter side >= ``input_size``, sides
-  multiples of 14, bicubic) in the loader workers; items already in the store are skipped.
+  multiples of the teacher's input multiple, bicubic) in the loader workers; items already in
+  the store are skipped.
 * :class:`PseudoLabelTask` - a frozen teacher; ``predict_step`` returns per item the relative
   disparity at the original image size.
 * :class:`PseudoLabelStoreWriter` - a prediction-writer callback; rank ``r`` writes shard
@@ -26,7 +27,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from da_toolkit.tasks.model_spec import build_depth_model, frozen_copy
+from da_toolkit.models.depth_model import DepthModel
+from da_toolkit.tasks.model_spec import freeze
 
 
 def store_done_ids(root: str | Path) -> set[str]:
@@ -44,30 +46,26 @@ def store_done_ids(root: str | Path) -> set[str]:
     return done
 
 
-def weights_hash(path: str | None, fallback: str) -> str:
-    """Identity of a teacher weights file or folder (sha256), or ``fallback`` without weights."""
-    from da_toolkit.data.pseudo_store import checkpoint_hash
+def model_hash(model: nn.Module) -> str:
+    """Identity of a teacher: ``"sha256:<hex>"`` of its state dict (names, dtypes, shapes, values).
 
-    if path is None:
-        return fallback
-    p = Path(path)
-    if p.is_dir():
-        digest = hashlib.sha256()
-        for f in sorted(q for q in p.rglob("*") if q.is_file()):
-            digest.update(f.relative_to(p).as_posix().encode())
-            digest.update(checkpoint_hash(f).encode())
-        return f"sha256:{digest.hexdigest()}"
-    if not p.is_file():
-        raise FileNotFoundError(f"teacher weights {path}: no such file or folder")
-    return checkpoint_hash(p)
+    The same weights give the same identity whichever file format they were read from.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)};".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"sha256:{digest.hexdigest()}"
 
 
 class _PreparedItems(Dataset):
     """Items of one source as ``{"image": (3,h',w') normalised, "size", "id", "image_ref", "skip"}``."""
 
-    def __init__(self, source: Dataset, input_size: int, done: set[str], strict: bool = False) -> None:
+    def __init__(self, source: Dataset, input_size: int, multiple: int, done: set[str], strict: bool = False) -> None:
         self.source = source
         self.input_size = input_size
+        self.multiple = multiple
         self.done = done
         self.strict = strict
 
@@ -75,9 +73,8 @@ class _PreparedItems(Dataset):
         return len(self.source)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from da_toolkit.models.preprocess import prepare_image
-
         from da_toolkit.data.errors import SampleReadError
+        from da_toolkit.models.preprocess import prepare_image
 
         where = f"{type(self.source).__name__}[{index}]"
         try:
@@ -93,7 +90,7 @@ class _PreparedItems(Dataset):
         if item["id"] in self.done:
             return {**item, "skip": True, "image": None}
         try:
-            image = prepare_image(sample["image"], self.input_size)[0]
+            image = prepare_image(sample["image"], self.input_size, multiple=self.multiple)[0]
         except ValueError as exc:  # e.g. refused by the size guard (absurd aspect ratio)
             if self.strict:
                 raise ValueError(f"{where} ({item['id']}): {exc}") from None
@@ -142,7 +139,22 @@ class UnlabeledImages(pl.LightningDataModule):
         from torch.utils.data import ConcatDataset
 
         done = store_done_ids(self.store) if self.store else set()
-        self.dataset = ConcatDataset([_PreparedItems(s, self.input_size, done, self.strict) for s in self.sources])
+        multiple = self.input_multiple()
+        self.dataset = ConcatDataset([_PreparedItems(s, self.input_size, multiple, done, self.strict)
+                                      for s in self.sources])
+
+    def input_multiple(self) -> int:
+        """The teacher's input multiple (network-input sides are multiples of it)."""
+        from da_toolkit.models.inference_core import input_multiple
+
+        task = self.trainer.lightning_module if self._trainer_attached() else None
+        model = getattr(task, "model", None)
+        if model is None:
+            raise RuntimeError("UnlabeledImages: set up outside a Trainer; the teacher's input multiple is unknown")
+        return int(input_multiple(model))
+
+    def _trainer_attached(self) -> bool:
+        return getattr(self, "trainer", None) is not None and self.trainer.lightning_module is not None
 
     def predict_dataloader(self) -> DataLoader:
         assert self.dataset is not None
@@ -154,30 +166,29 @@ class PseudoLabelTask(pl.LightningModule):
     """A frozen teacher producing relative disparity at the original image size.
 
     Args:
-        preset: the teacher's model preset name (e.g. ``depth-anything-v2-vits``).
-        model_overrides: keyword overrides of the preset (e.g. a tiny ViT).
-        encoder: encoder module (``class_path``); with ``decoder``, replaces ``preset``.
-        decoder: decoder module, e.g. ``DPTDecoder``.
-        weights: the trained teacher (a ``TeacherTask`` ``.ckpt``, safetensors, official ``.pth``
-            or HF folder); its sha256 is recorded in every shard. Without it a random model is
-            used (tests only; a warning says so).
+        teacher: the trained teacher: a model description (``{preset: NAME, weights: FILE}``,
+            ``class_path: DepthModel`` + ``init_args``) or a weights file that records its model
+            (a teacher ``.ckpt``, our safetensors). The sha256 of its weights is recorded in
+            every shard of the store.
+        allow_random_weights: label with a teacher whose weights were never loaded (tests,
+            smoke runs). Off by default: such a teacher is refused, its labels would be noise.
     """
 
-    def __init__(
-        self,
-        preset: str | None = None,
-        model_overrides: dict[str, Any] | None = None,
-        encoder: nn.Module | None = None,
-        decoder: nn.Module | None = None,
-        weights: str | None = None,
-    ) -> None:
+    def __init__(self, teacher: DepthModel, allow_random_weights: bool = False) -> None:
         super().__init__()
-        if weights is None:
-            warnings.warn("pseudo-labelling with an untrained (randomly initialised) teacher: set model.weights",
-                          UserWarning, stacklevel=2)
-        self.model = frozen_copy(build_depth_model(preset, model_overrides, encoder, decoder, weights))
-        self.teacher_hash = weights_hash(weights, fallback=f"random-init:{preset}")
-        self.settings_base = {"preset": preset, "model_overrides": dict(model_overrides or {})}
+        if not getattr(teacher, "weights_loaded", True):
+            if not allow_random_weights:
+                raise ValueError(
+                    "model.teacher: no weights were loaded (a randomly initialised teacher labels noise); set "
+                    "model.teacher.init_args.weights (or give a teacher .ckpt), or model.allow_random_weights: true"
+                )
+            warnings.warn("pseudo-labelling with an untrained (randomly initialised) teacher", UserWarning,
+                          stacklevel=2)
+        self.model = freeze(teacher)
+        self.teacher_hash = model_hash(self.model)
+        from da_toolkit.models.description import describe_model
+
+        self.settings_base = {"model": describe_model(self.model)}
         self.failures: list[str] = []  # unreadable / refused items of this run (not written)
 
     def on_predict_end(self) -> None:
@@ -187,24 +198,20 @@ class PseudoLabelTask(pl.LightningModule):
 
     def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
         """Per item: ``{"id", "image_ref", "disparity": float32 (H,W) numpy}`` (skipped items left out)."""
-        from da_toolkit.models.preprocess import upsample_prediction
+        from da_toolkit.models.inference_core import align_corners_of, run_prepared
 
         for item in batch:
             if item.get("error"):
                 self.failures.append(item["error"])
                 warnings.warn(f"pseudo-label: skipped {item['error']}", UserWarning, stacklevel=2)
         todo = [item for item in batch if not item["skip"]]
-        out: list[dict[str, Any]] = []
-        groups: dict[tuple[int, ...], list[dict[str, Any]]] = {}
-        for item in todo:
-            groups.setdefault(tuple(item["image"].shape), []).append(item)
-        for items in groups.values():
-            x = torch.stack([it["image"] for it in items]).to(self.device)
-            pred = self.model(x).float()
-            for it, p in zip(items, pred, strict=True):
-                full = upsample_prediction(p[None], it["size"])[0]
-                out.append({"id": it["id"], "image_ref": it["image_ref"], "disparity": full.cpu().numpy()})
-        return out
+        if not todo:
+            return []
+        dtype = next(self.model.parameters()).dtype
+        preds = run_prepared(self.model, [it["image"] for it in todo], [it["size"] for it in todo],
+                             align_corners_of(self.model), self.device, dtype)
+        return [{"id": it["id"], "image_ref": it["image_ref"], "disparity": p.float().cpu().numpy()}
+                for it, p in zip(todo, preds, strict=True)]
 
 
 class PseudoLabelStoreWriter(BasePredictionWriter):

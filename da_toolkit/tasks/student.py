@@ -3,13 +3,16 @@ feature alignment to a frozen encoder, optional auxiliary segmentation, optional
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from da_toolkit.tasks.model_spec import build_depth_model, frozen_copy
+from da_toolkit.models.depth_model import DepthModel
+from da_toolkit.models.encoders.base import Encoder
+from da_toolkit.tasks.model_spec import freeze, frozen_copy
 from da_toolkit.tasks.teacher import TeacherTask
 
 
@@ -28,8 +31,8 @@ class StudentTask(TeacherTask):
 
     Every training batch holds ``labeled`` (ground truth) and ``unlabeled`` images (1:2 in the
     paper). Pseudo-labels of the unlabeled part come from ``batch["unlabeled"]["depth"]`` (the
-    offline store read by ``PseudoLabelSource``) or, if absent, from an online frozen teacher
-    (``teacher_preset``/``teacher_weights``) run on the clean images. The unlabeled images then get
+    offline store read by ``PseudoLabelSource``) or, if absent, from an online frozen ``teacher``
+    run on the clean images. The unlabeled images then get
     the photometric ``perturbation`` and ``cutmix``; the loss is the CutMix-aware affine-invariant
     loss with 10% trimming. Feature alignment compares the student's encoder features on the
     unlabeled input with those of a frozen encoder on the same input. The total is the weighted
@@ -58,10 +61,10 @@ class StudentTask(TeacherTask):
         seg_loss: auxiliary segmentation loss ``(logits (B,C,H,W), seg (B,H,W)) -> scalar`` on
             ``batch["labeled"]["seg"]``.
         seg_weight: weight of the segmentation term in the labeled loss.
-        teacher_preset: online teacher (a frozen model kept in memory that labels the clean
-            unlabeled images when the batch carries no offline pseudo-labels): its preset name.
-        teacher_overrides: keyword overrides of the online teacher's preset.
-        teacher_weights: the online teacher's weights file (e.g. a teacher ``.ckpt``).
+        teacher: online teacher: a frozen model kept in memory that labels the clean unlabeled
+            images when the batch carries no offline pseudo-labels. A model description like
+            ``model`` (e.g. ``{preset: depth-anything-v2-vits, weights: FILE}`` or a teacher
+            ``.ckpt`` that records its model); ``None`` = offline pseudo-labels only.
         labeled_weight: weight of the labeled term in the mean of the active terms.
         unlabeled_weight: weight of the unlabeled (pseudo-labeled) term in the mean.
         feature_weight: weight of the feature-alignment term in the mean.
@@ -79,15 +82,13 @@ class StudentTask(TeacherTask):
         perturb_labeled: bool = False,
         cutmix: nn.Module | None = None,
         feature_loss: nn.Module | None = None,
-        frozen_encoder: nn.Module | None = None,
+        frozen_encoder: Encoder | None = None,
         frozen_encoder_weights: str | None = None,
         feature_levels: Sequence[int] = (-1,),
         seg_head: nn.Module | None = None,
         seg_loss: nn.Module | None = None,
         seg_weight: float = 1.0,
-        teacher_preset: str | None = None,
-        teacher_overrides: dict[str, Any] | None = None,
-        teacher_weights: str | None = None,
+        teacher: DepthModel | None = None,
         labeled_weight: float = 1.0,
         unlabeled_weight: float = 1.0,
         feature_weight: float = 1.0,
@@ -115,11 +116,10 @@ class StudentTask(TeacherTask):
         self.seg_head = seg_head
         self.seg_loss = seg_loss
         self.seg_weight = float(seg_weight)
-        self.teacher: nn.Module | None = None
-        if teacher_preset is not None or teacher_weights is not None:
-            if teacher_preset is None:
-                raise ValueError("online teacher: teacher_weights needs teacher_preset (+ teacher_overrides)")
-            self.teacher = frozen_copy(build_depth_model(teacher_preset, teacher_overrides, weights=teacher_weights))
+        self.teacher: nn.Module | None = freeze(teacher) if teacher is not None else None
+        if teacher is not None and not getattr(teacher, "weights_loaded", True):
+            warnings.warn("StudentTask: the online teacher has random weights (no teacher weights loaded); "
+                          "its pseudo-labels are noise - set teacher.init_args.weights", UserWarning, stacklevel=2)
         self.weights = {"labeled": labeled_weight, "unlabeled": unlabeled_weight, "feature": feature_weight}
 
     def train(self, mode: bool = True) -> StudentTask:
@@ -140,7 +140,7 @@ class StudentTask(TeacherTask):
         if self.teacher is None:
             raise ValueError(
                 "unlabeled batch has no pseudo-labels ('depth') and no online teacher is configured: "
-                "use the pseudo-label store (PseudoLabelSource) or set teacher_preset/teacher_weights"
+                "use the pseudo-label store (PseudoLabelSource) or set the online `teacher`"
             )
         from da_toolkit.models.preprocess import normalize
 

@@ -28,9 +28,7 @@ def tiny_quickstart(out: Path, steps: int = 2, n: int = 6) -> dict[str, Any]:
         if stage["kind"] == "fit":
             cfg["trainer"]["callbacks"] = [{"class_path": "ModelCheckpoint",
                                             "init_args": {"every_n_train_steps": 1, "save_last": True}}]
-            init = cfg["model"]["init_args"]
-            init["preset"] = "tiny"
-            init.pop("model_overrides", None)
+            cfg["model"]["init_args"]["model"] = "tiny"  # the short form, expanded by the pipeline
             data = cfg["data"]["init_args"]
             _shrink_sources(data["labeled"], n)
             data.update(crop_size=28, batch_size=2)

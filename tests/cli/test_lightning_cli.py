@@ -22,7 +22,7 @@ def _teacher_config(root: Path, steps: int, every: int = 1) -> dict:
                     "limit_val_batches": 0, "num_sanity_val_steps": 0,
                     "callbacks": [{"class_path": "ModelCheckpoint", "init_args": {"every_n_train_steps": every}}]},
         "model": {"class_path": "TeacherTask",
-                  "init_args": {"preset": "tiny", "labeled_loss": {"class_path": "affine_invariant"},
+                  "init_args": {"model": "tiny", "labeled_loss": {"class_path": "affine_invariant"},
                                 "optim": {"encoder_lr": 1.0e-4}}},
         "data": {"class_path": "DepthDataModule",
                  "init_args": {"labeled": [{"class_path": "synthetic",
@@ -82,8 +82,8 @@ def test_help_documents_task_options(capsys) -> None:
         run_lightning_cli(["fit", "--model.help", "StudentTask"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for option in ("feature_loss", "cutmix", "perturbation", "teacher_weights", "encoder_lr", "nonfinite",
-                   "preset", "frozen_encoder"):
+    for option in ("feature_loss", "cutmix", "perturbation", "teacher", "encoder_lr", "nonfinite",
+                   "model", "frozen_encoder"):
         assert option in out, option
 
 
@@ -131,7 +131,7 @@ def test_missing_files_are_named(tmp_path: Path, capsys) -> None:
         run_lightning_cli(["fit", "--config", str(tmp_path / "nope.yaml")])
     assert exc.value.code == 2 and "nope.yaml" in capsys.readouterr().err
     cfg = _teacher_config(tmp_path / "run", 1)
-    cfg["model"]["init_args"]["encoder_weights"] = str(tmp_path / "missing_dinov2.pth")
+    cfg["model"]["init_args"]["model"] = {"preset": "tiny", "encoder_weights": str(tmp_path / "missing_dinov2.pth")}
     with pytest.raises(Exception, match="missing_dinov2.pth"):
         run_lightning_cli(["fit", "--config", _write(tmp_path / "m.yaml", cfg)])
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -118,7 +118,7 @@ def test_help_documents_every_option(capsys) -> None:
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert {"--help", "--config", "--output_dir"} == set(help_entries(out))
+    assert {"--help", "--config", "--output_dir", "--print_config", "--KEY=VALUE"} == set(help_entries(out))
     assert undocumented(out) == []
     for word in ("stages", "evaluation", "results.json", "encoder_from", "overrides"):  # the recipe format
         assert word in out, word
@@ -145,7 +145,7 @@ def test_init_from_and_encoder_from_fill_the_weights_of_the_stage(tmp_path: Path
         pipe = Pipeline(recipe, output_dir=str(out))
         with pytest.raises(Stop):
             pipe.run_fit("student")
-        init = seen["cfg"]["model"]["init_args"]
+        init = seen["cfg"]["model"]["init_args"]["model"]["init_args"]  # on the model description
         assert init[field] == str(out / "teacher" / "final.ckpt")
         other = "encoder_weights" if field == "weights" else "weights"
         assert init.get(other) is None

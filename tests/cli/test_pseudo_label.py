@@ -29,7 +29,7 @@ def _weights(path: Path, seed: int = 0) -> str:
 def _config(tmp_path: Path, store: Path, weights: str, n: int = 6, batch: int = 2) -> str:
     cfg = {"store": str(store), "dtype": "float32",
            "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
-           "model": {"preset": "tiny", "weights": weights},
+           "model": {"teacher": {"preset": "tiny", "weights": weights}},
            "data": {"sources": [{"class_path": "synthetic",
                                  "init_args": {"length": n, "size": [30, 45], "seed": 7, "labeled": False}}],
                     "input_size": 28, "batch_size": batch}}
@@ -120,7 +120,7 @@ def test_help_and_bad_names_before_work(tmp_path: Path, capsys) -> None:
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--store", "--dtype", "--model.weights", "--model.preset", "--data.sources", "--data.input_size",
+    for option in ("--store", "--dtype", "--model.teacher", "--model.allow_random_weights", "--data.sources", "--data.input_size",
                    "--trainer.devices"):
         assert option in out, option
     from da_toolkit.tasks.pseudo_label import PseudoLabelTask, UnlabeledImages
@@ -188,7 +188,7 @@ def _folder_config(tmp_path: Path, store: Path, weights: str, strict: bool) -> s
     Image.fromarray(np.zeros((3000, 2, 3), dtype=np.uint8)).save(photos / "needle.png")  # refused size
     cfg = {"store": str(store), "dtype": "float32",
            "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
-           "model": {"preset": "tiny", "weights": weights},
+           "model": {"teacher": weights},
            "data": {"sources": [{"class_path": "image_folder", "init_args": {"root": str(photos)}}],
                     "input_size": 518, "batch_size": 2, "strict": strict}}
     path = tmp_path / f"pl_{strict}.yaml"

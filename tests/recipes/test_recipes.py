@@ -56,7 +56,7 @@ def test_paper_recipes_hold_paper_settings_and_marked_paths(name: str) -> None:
 
 def test_teacher_recipe_runs(tmp_path: Path) -> None:
     override = {"trainer": tiny_trainer(tmp_path / "run"),
-                "model": {"init_args": {"preset": "tiny", "encoder_weights": None}},
+                "model": {"init_args": {"model": "tiny"}},
                 "data": {"init_args": {"labeled": [synthetic(4)], "val": [synthetic(1, seed=9)], "crop_size": 28,
                                         "batch_size": 2, "num_workers": 0, "persistent_workers": False,
                                         "pin_memory": False}}}
@@ -75,7 +75,7 @@ def test_pseudo_label_then_student_recipes_run(tmp_path: Path, tiny_weights: str
     store = tmp_path / "store"
     pl_override = {"store": str(store), "trainer": {"accelerator": "cpu", "devices": 1, "precision": "32-true",
                                                      "enable_progress_bar": False},
-                   "model": {"preset": "tiny", "weights": tiny_weights},
+                   "model": {"teacher": tiny_weights},  # the file records its model
                    "data": {"sources": [synthetic(6, seed=3, labeled=False)], "input_size": 28, "num_workers": 0}}
     result = pseudo_label(["--config", str(RECIPES / "pseudo_label.yaml"),
                            "--config", write(tmp_path / "pl.yaml", pl_override)])
@@ -85,7 +85,7 @@ def test_pseudo_label_then_student_recipes_run(tmp_path: Path, tiny_weights: str
     trainer = tiny_trainer(tmp_path / "student")
     del trainer["precision"]  # the recipe's bf16-mixed, as written (CPU autocast)
     override = {"trainer": trainer,
-                "model": {"init_args": {"preset": "tiny", "encoder_weights": tiny_weights}},
+                "model": {"init_args": {"model": {"preset": "tiny", "encoder_weights": tiny_weights}}},
                 "data": {"init_args": {"labeled": [synthetic(4)], "val": [synthetic(1, seed=9)],
                                         "pseudo_labeled": [{"class_path": "pseudo_labels",
                                                             "init_args": {"root": str(store)}}],
@@ -101,8 +101,8 @@ def test_pseudo_label_then_student_recipes_run(tmp_path: Path, tiny_weights: str
 
 def test_metric_finetune_recipe_runs(tmp_path: Path, tiny_weights: str) -> None:
     override = {"trainer": tiny_trainer(tmp_path / "run"),
-                "model": {"init_args": {"preset": "tiny", "model_overrides": {"max_depth": 20.0},
-                                         "encoder_weights": tiny_weights}},
+                "model": {"init_args": {"model": {"preset": "tiny", "decoder": {"max_depth": 20.0},
+                                                   "encoder_weights": tiny_weights}}},
                 "data": {"init_args": {"labeled": [synthetic(4)], "val": [synthetic(1, seed=9)], "crop_size": 28,
                                         "batch_size": 2, "num_workers": 0}}}
     cli = run_lightning_cli(["fit", "--config", str(RECIPES / "metric_finetune.yaml"),

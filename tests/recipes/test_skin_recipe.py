@@ -52,7 +52,9 @@ def write_isic_collection(root: Path) -> None:
 def test_recipe_names_convnext_and_the_plugin_components() -> None:
     recipe = yaml.safe_load(RECIPE.read_text())
     args = recipe["model"]["init_args"]
-    assert args["encoder"]["class_path"] == "convnext"
+    assert args["model"]["class_path"] == "DepthModel"
+    assert args["model"]["init_args"]["encoder"]["class_path"] == "convnext"
+    assert args["teacher"]["preset"] == "depth-anything-v2-vits"
     assert args["frozen_encoder"]["class_path"] == "convnext"
     assert args["feature_loss"]["init_args"]["margin"] == 0.85
     steps = [s["class_path"] for s in args["perturbation"]["init_args"]["steps"]]
@@ -77,11 +79,11 @@ def test_skin_recipe_runs_a_few_steps(tmp_path: Path) -> None:
         "--trainer.enable_model_summary=false",
         "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
         "--trainer.logger.save_dir=logs",
-        "--model.init_args.encoder.init_args.variant=atto",
+        "--model.init_args.model.init_args.encoder.init_args.variant=atto",
         "--model.init_args.frozen_encoder.init_args.variant=atto",
-        "--model.init_args.teacher_preset=tiny",  # tiny ViT teacher (patch 14): crops of 56 px
+        "--model.init_args.teacher=tiny",  # short form on the command line: the tiny ViT teacher (patch 14)
         "--model.init_args.log_images_every_n_steps=0",
-        "--data.init_args.crop_size=56",
+        "--data.init_args.crop_size=224",  # x32 (ConvNeXt) and x14 (ViT teacher)
         "--data.init_args.batch_size=1",
         "--data.init_args.num_workers=0",
     ]

@@ -7,7 +7,11 @@ from typing import Any
 import pytest
 import torch
 
-TINY = {"preset": "tiny"}
+def tiny_model(**decoder: Any) -> Any:
+    """The tiny preset as a DepthModel (decoder arguments overridden, e.g. ``max_depth=20.0``)."""
+    from da_toolkit.models.description import build_model
+
+    return build_model({"preset": "tiny", "decoder": decoder} if decoder else "tiny")
 
 
 def make_labeled(b: int = 2, h: int = 28, w: int = 42, kind: str = "metric", seed: int = 0) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def _config(root: Path, steps: int, **trainer) -> dict:
                     "limit_val_batches": 0, "num_sanity_val_steps": 0, "deterministic": True,
                     "callbacks": [{"class_path": "ModelCheckpoint", "init_args": {"every_n_train_steps": 1}}],
                     **trainer},
-        "model": {"class_path": "TeacherTask", "init_args": {"preset": "tiny", "optim": {"encoder_lr": 1.0e-4},
+        "model": {"class_path": "TeacherTask", "init_args": {"model": "tiny", "optim": {"encoder_lr": 1.0e-4},
                                                              "log_images_every_n_steps": 0}},
         "data": {"class_path": "DepthDataModule",
                  "init_args": {"labeled": [{"class_path": "synthetic",
@@ -113,13 +113,13 @@ def test_ddp_student_fit_with_two_cpu_processes(tmp_path: Path) -> None:
     pl_cfg = tmp_path / "pl.yaml"
     pl_cfg.write_text(yaml.safe_dump({
         "store": str(store), "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
-        "model": {"preset": "tiny", "weights": str(weights)},
+        "model": {"teacher": str(weights)},
         "data": {"sources": [{"class_path": "synthetic", "init_args": {"length": 8, "size": [42, 56], "seed": 3,
                                                                          "labeled": False}}], "input_size": 28}}))
     assert pseudo_label(["--config", str(pl_cfg)])["written"] == 8
     cfg = _config(tmp_path / "ddp", 3, devices=2, strategy="ddp", deterministic=False)
     cfg["model"] = {"class_path": "StudentTask", "init_args": {
-        "preset": "tiny", "encoder_weights": str(weights), "optim": {"encoder_lr": 1.0e-4},
+        "model": {"preset": "tiny", "encoder_weights": str(weights)}, "optim": {"encoder_lr": 1.0e-4},
         "perturbation": {"class_path": "strong_photometric"}, "cutmix": {"class_path": "cutmix", "init_args": {"p": 0.5}},
         "feature_loss": {"class_path": "feature_alignment", "init_args": {"margin": 0.85}},
         "log_images_every_n_steps": 0}}

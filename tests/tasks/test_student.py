@@ -4,11 +4,11 @@ import torch
 from da_toolkit.losses import FeatureAlignmentLoss
 from da_toolkit.perturb import CutMix, StrongPhotometric
 from da_toolkit.tasks import OptimConfig, StudentTask
-from tests.tasks.conftest import ListData, make_labeled, make_unlabeled, tiny_trainer
+from tests.tasks.conftest import ListData, make_labeled, make_unlabeled, tiny_model, tiny_trainer
 
 
 def _student(**kw):
-    args = dict(preset="tiny", perturbation=StrongPhotometric(), cutmix=CutMix(p=1.0),
+    args = dict(model=tiny_model(), perturbation=StrongPhotometric(), cutmix=CutMix(p=1.0),
                 feature_loss=FeatureAlignmentLoss(margin=0.85), log_images_every_n_steps=0)
     args.update(kw)
     return StudentTask(**args)
@@ -32,7 +32,7 @@ def test_student_needs_pseudo_labels_or_an_online_teacher() -> None:
 
 
 def test_online_teacher_is_frozen_and_student_trains(tmp_path) -> None:
-    task = _student(teacher_preset="tiny", optim=OptimConfig(encoder_lr=1e-3))
+    task = _student(teacher=tiny_model(), optim=OptimConfig(encoder_lr=1e-3))
     teacher_before = {k: v.clone() for k, v in task.teacher.state_dict().items()}
     frozen_before = {k: v.clone() for k, v in task.frozen_encoder.state_dict().items()}
     student_before = {k: v.clone() for k, v in task.model.state_dict().items()}

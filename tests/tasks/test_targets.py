@@ -28,16 +28,16 @@ def test_unknown_kind_and_metric_only_checks() -> None:
 
 def test_sky_label_makes_sky_valid_disparity_zero() -> None:
     from da_toolkit.tasks import TeacherTask
-    from tests.tasks.conftest import make_labeled
+    from tests.tasks.conftest import make_labeled, tiny_model
 
     labeled = make_labeled(2, h=28, w=42)
     labeled["valid"][:, :5] = False  # top rows: sky, marked invalid by the source
     labeled["seg"] = torch.full((2, 28, 42), 3, dtype=torch.long)
     labeled["seg"][:, :5] = 0
-    plain = TeacherTask(preset="tiny", log_images_every_n_steps=0)
+    plain = TeacherTask(model=tiny_model(), log_images_every_n_steps=0)
     target, valid = plain.labeled_targets(labeled)
     assert not bool(valid[:, :5].any())  # default: sky stays invalid
-    with_sky = TeacherTask(preset="tiny", sky_label=0, log_images_every_n_steps=0)
+    with_sky = TeacherTask(model=tiny_model(), sky_label=0, log_images_every_n_steps=0)
     target_s, valid_s = with_sky.labeled_targets(labeled)
     assert bool(valid_s[:, :5].all()) and float(target_s[:, :5].abs().max()) == 0.0
     # the rest is unchanged: 1/depth divided by its per-image maximum, computed independently

@@ -5,12 +5,12 @@ import torch
 from torch import nn
 
 from da_toolkit.tasks import NonFiniteLossError, OptimConfig, TeacherTask
-from tests.tasks.conftest import ListData, make_labeled, tiny_trainer
+from tests.tasks.conftest import ListData, make_labeled, tiny_model, tiny_trainer
 
 
 def test_teacher_training_lowers_the_affine_invariant_loss(tmp_path) -> None:
     batch = {"labeled": make_labeled()}
-    task = TeacherTask(preset="tiny", optim=OptimConfig(encoder_lr=3e-4, schedule="constant"),
+    task = TeacherTask(model=tiny_model(), optim=OptimConfig(encoder_lr=3e-4, schedule="constant"),
                        log_images_every_n_steps=0)
     before = float(task.compute_loss(batch)[0])
     tiny_trainer(tmp_path, 25).fit(task, ListData([batch] * 25))
@@ -21,7 +21,7 @@ def test_teacher_training_lowers_the_affine_invariant_loss(tmp_path) -> None:
 def test_teacher_logs_named_terms_and_uses_gradient_matching(tmp_path) -> None:
     from da_toolkit.losses import GradientMatchingLoss
 
-    task = TeacherTask(preset="tiny", gradient_loss=GradientMatchingLoss(scales=2), gradient_weight=2.0)
+    task = TeacherTask(model=tiny_model(), gradient_loss=GradientMatchingLoss(scales=2), gradient_weight=2.0)
     total, terms, pred = task.compute_loss({"labeled": make_labeled()})
     assert set(terms) == {"ssi", "gm", "labeled"}
     assert float(total) == pytest.approx(float(terms["ssi"] + 2.0 * terms["gm"]), rel=1e-5)
@@ -29,7 +29,7 @@ def test_teacher_logs_named_terms_and_uses_gradient_matching(tmp_path) -> None:
 
 
 def test_param_groups_in_the_configured_optimizer() -> None:
-    task = TeacherTask(preset="tiny", optim=OptimConfig(optimizer="adam", encoder_lr=2e-6, decoder_lr_mult=10))
+    task = TeacherTask(model=tiny_model(), optim=OptimConfig(optimizer="adam", encoder_lr=2e-6, decoder_lr_mult=10))
     opt = task.configure_optimizers()["optimizer"]
     assert isinstance(opt, torch.optim.Adam)
     by_name = {g["name"]: g for g in opt.param_groups}
@@ -67,7 +67,7 @@ def _state(task: nn.Module) -> dict[str, torch.Tensor]:
 
 def test_nan_loss_skips_the_step_and_keeps_weights(tmp_path) -> None:
     batch = {"labeled": make_labeled()}
-    task = TeacherTask(preset="tiny", labeled_loss=NaNAt({0, 1}), optim=OptimConfig(encoder_lr=1e-3))
+    task = TeacherTask(model=tiny_model(), labeled_loss=NaNAt({0, 1}), optim=OptimConfig(encoder_lr=1e-3))
     before = _state(task)
     with pytest.warns(RuntimeWarning, match="non-finite training loss"):
         tiny_trainer(tmp_path, 2).fit(task, ListData([batch] * 2))
@@ -75,7 +75,7 @@ def test_nan_loss_skips_the_step_and_keeps_weights(tmp_path) -> None:
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert task.skipped_steps == 2
     # a later finite step does train
-    task2 = TeacherTask(preset="tiny", labeled_loss=NaNAt({0}), optim=OptimConfig(encoder_lr=1e-3))
+    task2 = TeacherTask(model=tiny_model(), labeled_loss=NaNAt({0}), optim=OptimConfig(encoder_lr=1e-3))
     before2 = _state(task2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -86,14 +86,14 @@ def test_nan_loss_skips_the_step_and_keeps_weights(tmp_path) -> None:
 
 
 def test_nan_loss_fails_fast_when_configured(tmp_path) -> None:
-    task = TeacherTask(preset="tiny", labeled_loss=NaNAt({0}), nonfinite="raise")
+    task = TeacherTask(model=tiny_model(), labeled_loss=NaNAt({0}), nonfinite="raise")
     with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
         tiny_trainer(tmp_path, 1).fit(task, ListData([{"labeled": make_labeled()}]))
 
 
 def test_validation_logs_depth_metrics(tmp_path) -> None:
     val = [make_labeled(1, 30, 40, seed=s) for s in range(2)]  # not multiples of 14: resized inside
-    task = TeacherTask(preset="tiny")
+    task = TeacherTask(model=tiny_model())
     trainer = tiny_trainer(tmp_path, 1, limit_val_batches=2, val_check_interval=1)
     trainer.fit(task, ListData([{"labeled": make_labeled()}], val))
     logged = trainer.callback_metrics
@@ -105,7 +105,7 @@ def test_prediction_images_are_logged_to_tensorboard(tmp_path) -> None:
     from lightning.pytorch.loggers import TensorBoardLogger
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    task = TeacherTask(preset="tiny", log_images_every_n_steps=2, num_log_images=2)
+    task = TeacherTask(model=tiny_model(), log_images_every_n_steps=2, num_log_images=2)
     logger = TensorBoardLogger(str(tmp_path), name="tb", version=0)
     tiny_trainer(tmp_path, 3, logger=logger, log_every_n_steps=1).fit(task, ListData([{"labeled": make_labeled()}] * 3))
     acc = EventAccumulator(str(tmp_path / "tb" / "version_0"), size_guidance={"images": 0})
@@ -122,7 +122,7 @@ def test_prediction_images_are_logged_to_tensorboard(tmp_path) -> None:
 def test_checkpoints_of_python_built_tasks_load_with_weights_only(tmp_path) -> None:
     from da_toolkit.models.presets import load_model
 
-    task = TeacherTask(preset="tiny", optim=OptimConfig(encoder_lr=1e-4))
+    task = TeacherTask(model=tiny_model(), optim=OptimConfig(encoder_lr=1e-4))
     trainer = tiny_trainer(tmp_path, 1)
     trainer.fit(task, ListData([{"labeled": make_labeled()}]))
     trainer.save_checkpoint(tmp_path / "t.ckpt")
