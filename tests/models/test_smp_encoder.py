@@ -182,3 +182,15 @@ def test_weights_of_another_encoder_are_refused_naming_the_file(tmp_path: Path) 
     save_file({k: v.contiguous() for k, v in other.body.state_dict().items()}, str(path))
     with pytest.raises(WeightsMismatchError, match=r"(?s)mbv3\.safetensors do not fit the model.*missing keys"):
         SmpEncoder("resnet18", weights=str(path))
+
+
+def test_nothing_downloads_building_every_tested_variant(no_downloads: None) -> None:
+    """Every encoder name and every decoder architecture used in these tests builds offline."""
+    from da_toolkit.models import DepthModel
+    from da_toolkit.models.decoders.smp_decoder import SMP_ARCHITECTURES, SmpDecoder
+
+    for name in (TINY_TU, "resnet18", "efficientnet-b0", "tu-convnext_atto"):
+        SmpEncoder(name)
+    for arch in SMP_ARCHITECTURES:
+        enc = SmpEncoder(TINY_TU, output_stride=16 if arch == "deeplabv3plus" else 32)
+        DepthModel(enc, SmpDecoder(arch))
