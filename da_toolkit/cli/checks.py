@@ -90,8 +90,9 @@ def check_crop_size(config: Any, where: str = "") -> None:
         lower, upper = (crop // need) * need, (crop // need + 1) * need
         hint = f"{lower} or {upper}" if lower > 0 else str(upper)
         raise RecipeError(
-            f"{where}data.init_args.crop_size: {crop} is not a multiple of {need}, the input multiple the "
-            f"model needs ({which}); use {hint}"
+            f"{where}data.init_args.crop_size: {crop} is not a multiple of {need}, the input multiple "
+            f"{'the model needs' if len(multiples) == 1 else 'the models run on the crops need'} ({which}); "
+            f"use {hint}"
         )
 
 

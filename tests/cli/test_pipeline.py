@@ -174,3 +174,77 @@ def test_whole_tiny_quickstart_with_ablations(tmp_path: Path, capsys) -> None:
         assert set(results[name]) == {"target_test", "source_test"}
     nopert = yaml.safe_load((tmp_path / "out" / "configs" / "student_no_perturbation.yaml").read_text())
     assert nopert["model"]["init_args"]["perturbation"] is None and nopert["model"]["init_args"]["cutmix"] is None
+
+
+def test_a_typo_in_a_later_stage_is_refused_before_the_first_stage_runs(tmp_path: Path, capsys) -> None:
+    """Issue 13.10: `crop_sise` in the student (and so in its ablations, by `base:`) stopped the
+    pipeline only after the teacher had trained."""
+    recipe = tiny_quickstart(tmp_path / "o")
+    recipe["stages"]["student"]["config"]["data"]["init_args"]["crop_sise"] = 28
+    assert main(["--config", str(write_recipe(recipe, tmp_path / "typo.yaml"))]) == 2
+    err = capsys.readouterr().err
+    assert "stages.student.config: data.init_args.crop_sise: not an argument of StudentDataModule" in err
+    assert not (tmp_path / "o" / "teacher").exists()  # nothing ran
+    # an override of an ablation (after `base:` inheritance) is checked too
+    recipe = tiny_quickstart(tmp_path / "o")
+    recipe["stages"]["student_no_feature_alignment"]["overrides"]["model.init_args.gradient_weight"] = "heavy"
+    assert main(["--config", str(write_recipe(recipe, tmp_path / "typo2.yaml"))]) == 2
+    assert "stages.student_no_feature_alignment.config: model.init_args.gradient_weight" in capsys.readouterr().err
+    # a crop size the model cannot take, in the pseudo-labelled student
+    recipe = tiny_quickstart(tmp_path / "o")
+    recipe["stages"]["student"]["config"]["data"]["init_args"]["crop_size"] = 30
+    assert main(["--config", str(write_recipe(recipe, tmp_path / "crop.yaml"))]) == 2
+    assert "stages.student.config: data.init_args.crop_size: 30 is not a multiple of 14" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "teacher").exists()
+
+
+def test_dotted_overrides_and_print_config(tmp_path: Path, capsys) -> None:
+    """Issue 19.5: the pipeline takes dotted overrides and --print_config like the other commands."""
+    cfg = write_recipe(tiny_quickstart(tmp_path / "o"), tmp_path / "q.yaml")
+    assert main(["--config", str(cfg), "--print_config", "--stages.teacher.config.trainer.max_steps=7",
+                 "--stages.*.config.trainer.accelerator", "cpu", "--evaluation.input_size=42",
+                 "--stages.student_no_perturbation.config.trainer.max_steps=5"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    stages = printed["stages"]
+    assert stages["teacher"]["config"]["trainer"]["max_steps"] == 7
+    assert stages["student"]["config"]["trainer"]["max_steps"] == 2
+    assert stages["student_no_perturbation"]["config"]["trainer"]["max_steps"] == 5  # on top of `base:`
+    assert stages["student_no_perturbation"]["config"]["model"]["init_args"]["perturbation"] is None
+    assert all(s["config"]["trainer"]["accelerator"] == "cpu" for s in stages.values())
+    assert printed["evaluation"]["input_size"] == 42
+    # the parsed configs: models in full (defaults filled in), the pipeline's paths filled in
+    student = stages["student"]["config"]
+    encoder = student["model"]["init_args"]["model"]["init_args"]["encoder"]
+    assert encoder["init_args"]["embed_dim"] == 32 and encoder["init_args"]["patch_size"] == 14
+    assert student["model"]["init_args"]["model"]["init_args"]["encoder_weights"] == str(
+        tmp_path / "o" / "teacher" / "final.ckpt")
+    teacher = stages["pseudo_labels"]["config"]["model"]["teacher"]
+    assert teacher["init_args"]["weights"] == str(tmp_path / "o" / "teacher" / "final.ckpt")
+    assert set(printed["evaluation"]["models"]) == {"teacher", "student", "student_no_perturbation",
+                                                    "student_no_feature_alignment"}
+    assert not (tmp_path / "o").exists()  # printing runs nothing
+    assert main(["--config", str(cfg), "--stages.nope.config.trainer.max_steps=1", "--print_config"]) == 2
+    assert "unknown stage 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_convnext_model_flows_through_every_stage(tmp_path: Path, capsys) -> None:
+    """Issue 11: an encoder + decoder model (ConvNeXt, stride 32) is pseudo-labelled, distilled and
+    evaluated by the pipeline, each stage rebuilding it from the previous stage's checkpoint."""
+    recipe = tiny_quickstart(tmp_path / "out")
+    for name in ("student_no_perturbation", "student_no_feature_alignment"):
+        del recipe["stages"][name]
+    cnn = {"class_path": "DepthModel",
+           "init_args": {"encoder": {"class_path": "convnext", "init_args": {"variant": "atto"}},
+                         "decoder": {"class_path": "dpt", "init_args": {"features": 16,
+                                                                        "out_channels": [8, 16, 32, 32]}}}}
+    for name in ("teacher", "student"):
+        cfg = recipe["stages"][name]["config"]
+        cfg["model"]["init_args"]["model"] = cnn
+        cfg["data"]["init_args"]["crop_size"] = 64
+    recipe["evaluation"]["models"] = ["teacher", "student"]
+    assert main(["--config", str(write_recipe(recipe, tmp_path / "cnn.yaml"))]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results) == {"teacher", "student"}
+    store_cfg = yaml.safe_load((tmp_path / "out" / "configs" / "pseudo_labels.yaml").read_text())
+    assert store_cfg["model"]["teacher"]["init_args"]["encoder"]["class_path"].endswith("ConvNeXtEncoder")
