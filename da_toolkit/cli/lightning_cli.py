@@ -201,7 +201,7 @@ class DepthLightningCLI(LightningCLI):
         return trainer
 
 
-class ParsedConfig(Exception):  # noqa: N818 - a control-flow signal, not an error
+class ParsedConfig(Exception):
     """Raised by a ``parse_only`` :class:`DepthLightningCLI` with the parsed, checked config."""
 
     def __init__(self, config: Any) -> None:

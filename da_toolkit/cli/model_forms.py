@@ -72,7 +72,7 @@ def model_parameters(cls: type) -> tuple[str, ...]:
             params = inspect.signature(init).parameters
         except (NameError, TypeError, ValueError):
             break
-        for name, param in params.items():
+        for name in params:
             if name != "self" and name in hints and _is_model_type(hints[name]) and name not in names:
                 names.append(name)
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

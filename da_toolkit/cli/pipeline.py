@@ -13,7 +13,6 @@ from typing import Any
 
 from da_toolkit.cli import pipeline_runner as pipeline_mod
 
-
 OVERRIDES_HELP = """\
 overrides:
   --KEY=VALUE / --KEY VALUE  any value of the recipe by its dotted key, VALUE parsed as YAML, e.g.

@@ -19,7 +19,6 @@ from typing import Any
 from lightning.pytorch.cli import LightningArgumentParser
 
 from da_toolkit.cli.lightning_cli import DepthLightningCLI
-
 from da_toolkit.tasks.pseudo_label import (
     PseudoLabelStoreWriter,
     PseudoLabelTask,
