@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def test_ddp_fit_splits_shard_streams_exactly_once_per_epoch(tmp_path, make_sour
     proc = subprocess.run([sys.executable, str(script), str(tmp_path / "lab" / "l.index.json"), str(tmp_path / "pl"),
                            str(out)], env=env, capture_output=True, text=True, timeout=400, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [[json.loads(line) for line in open(f"{out}.rank{r}")] for r in (0, 1)]
+    ranks = [[json.loads(line) for line in Path(f"{out}.rank{r}").read_text().splitlines()] for r in (0, 1)]
     assert [len(r) for r in ranks] == [8, 8]  # 2 epochs x 4 steps on each rank (8 labeled / 2 ranks / batch 1)
     for epoch in (0, 1):
         lab = [i for r in ranks for step in r if step[0] == epoch for i in step[1]]
