@@ -2,12 +2,24 @@
 
 Depth losses take ``pred``/``target`` ``(B,H,W)`` and a bool ``mask`` ``(B,H,W)`` (True = valid),
 compute per sample over the valid pixels, average over the samples with any valid pixel, and give
-a zero that still backpropagates when no pixel is valid.
+a zero that still backpropagates when no pixel is valid. The student's unlabeled loss takes
+``(pred, target_a, target_b, mask, valid)`` (CutMix-aware): :class:`CutMixRegionLoss` turns any
+depth loss into one. Masked reductions for writing losses: :mod:`da_toolkit.losses.masked`;
+contract checks: :mod:`da_toolkit.losses.contract`.
 """
 
-from da_toolkit.losses.affine_invariant import AffineInvariantLoss, normalize_affine, trimmed_mean
-from da_toolkit.losses.combined import CombinedLoss, LossOutput, WeightedLosses, weighted_sum
-from da_toolkit.losses.cutmix import CutMixAffineInvariantLoss
+from da_toolkit.losses.affine_invariant import (
+    AffineInvariantLoss,
+    normalize_affine,
+    trimmed_mean,
+)
+from da_toolkit.losses.combined import (
+    CombinedLoss,
+    LossOutput,
+    WeightedLosses,
+    weighted_sum,
+)
+from da_toolkit.losses.cutmix import CutMixAffineInvariantLoss, CutMixRegionLoss
 from da_toolkit.losses.feature_alignment import FeatureAlignmentLoss
 from da_toolkit.losses.gradient_matching import GradientMatchingLoss
 from da_toolkit.losses.segmentation import SegmentationHead, SegmentationLoss
@@ -18,6 +30,7 @@ BUILTIN_LOSSES: dict[str, type] = {
     "affine_invariant": AffineInvariantLoss,
     "gradient_matching": GradientMatchingLoss,
     "cutmix_affine_invariant": CutMixAffineInvariantLoss,
+    "cutmix_region": CutMixRegionLoss,
     "feature_alignment": FeatureAlignmentLoss,
     "segmentation": SegmentationLoss,
     "segmentation_head": SegmentationHead,
@@ -30,6 +43,7 @@ __all__ = [
     "AffineInvariantLoss",
     "CombinedLoss",
     "CutMixAffineInvariantLoss",
+    "CutMixRegionLoss",
     "FeatureAlignmentLoss",
     "GradientMatchingLoss",
     "LossOutput",

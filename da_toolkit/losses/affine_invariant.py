@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from da_toolkit.losses._masked import (
+from da_toolkit.losses.masked import (
     check_depth_inputs,
     masked_mean,
     masked_median,

@@ -7,8 +7,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from da_toolkit.losses._masked import check_depth_inputs, mean_over_samples, upcast
 from da_toolkit.losses.affine_invariant import normalize_affine
+from da_toolkit.losses.masked import check_depth_inputs, mean_over_samples, upcast
 
 #: ``"batch"``: per scale, the gradient sums of all samples over their total valid-pixel count
 #: (MiDaS ``reduction_batch_based``, the default of its ``GradientLoss``, which Depth Anything V2

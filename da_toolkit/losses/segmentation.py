@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from da_toolkit.losses._masked import mean_over_samples
+from da_toolkit.losses.masked import mean_over_samples
 
 
 class SegmentationHead(nn.Module):

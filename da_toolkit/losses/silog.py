@@ -7,7 +7,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from da_toolkit.losses._masked import check_depth_inputs, masked_mean, mean_over_samples, upcast
+from da_toolkit.losses.masked import (
+    check_depth_inputs,
+    masked_mean,
+    mean_over_samples,
+    upcast,
+)
 
 #: ``"batch"``: one loss over all counted pixels of the batch (Depth Anything V2
 #: ``metric_depth/util/loss.py``); ``"sample"``: per-sample losses averaged over the samples.
