@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +39,12 @@ class Predictor:
         num_workers: DataLoader workers decoding files (``None``: up to 2 when paths are given).
         channels_last: use the channels-last memory format (helps the convolutional head).
         progress: show a tqdm progress bar.
+        speed_check: for any configuration other than plain fp32 eager (``precision``,
+            ``compile``, ``channels_last``): on the first batch of each new input shape, time the
+            configured path (after its compilation) against plain fp32 eager and keep the faster
+            one for that shape, with a warning when the configuration lost. This guarantees no
+            configuration is slower than fp32 eager on this machine at this moment; it costs one
+            extra forward of each per new shape. ``False`` always uses the configuration.
 
     Outputs are relative disparity (bigger = nearer) or metres, per ``model.output_kind``.
     """
@@ -53,6 +61,7 @@ class Predictor:
         num_workers: int | None = None,
         channels_last: bool = False,
         progress: bool = True,
+        speed_check: bool = True,
     ) -> None:
         self.precision = check_precision(precision)
         if batch_size < 1:
@@ -65,6 +74,7 @@ class Predictor:
         self.progress = progress
         self.device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.input_dtype = PRECISIONS[self.precision][1]
+        self.speed_check = speed_check
         if backend == "torch":
             if not isinstance(model, nn.Module):
                 raise TypeError(f"backend 'torch' needs an nn.Module model, got {type(model).__name__}")
@@ -86,23 +96,37 @@ class Predictor:
             raise ValueError(f"unknown backend {backend!r}; expected 'torch' or 'onnxruntime'")
 
     def _torch_fn(self, model: nn.Module, compile: bool, channels_last: bool) -> ModelFn:
+        plain_model = model.eval().to(device=self.device)
         if self.input_dtype != torch.float32:  # never cast the caller's module in place
-            model = copy.deepcopy(model)
+            model = copy.deepcopy(plain_model)
         model = model.eval().to(device=self.device, dtype=self.input_dtype)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         fn: Any = model
         if compile:
-            # CPU: freeze weights into the graph so inductor pre-packs them for oneDNN (faster bf16/fp32 GEMMs)
-            fn = torch.compile(model, options={"freezing": True} if self.device.type == "cpu" else None)
+            # static shapes: each input size gets its own specialised graph (an automatic dynamic
+            # graph after a size change is a different, unmeasured kernel set); CPU: freeze weights
+            # into the graph so inductor pre-packs them for oneDNN
+            fn = torch.compile(model, dynamic=False, options={"freezing": True} if self.device.type == "cpu" else None)
+        dtype = self.input_dtype
 
         def run(x: torch.Tensor) -> torch.Tensor:
+            x = x.to(dtype)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with precision_context(self.precision, self.device):
                 return fn(x)
 
-        return run
+        def plain(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return plain_model(x.float())
+
+        configured = self.precision != "32" or compile or channels_last
+        if not (configured and self.speed_check):
+            return run
+        label = f"precision={self.precision!r}" + (", compile=True" if compile else "") + (
+            ", channels_last=True" if channels_last else "")
+        return FastestPath(run, plain, label, self.device)
 
     def predict_items(self, images: Sequence[ImageLike]) -> list[PredictionItem]:
         """Predict every image; unreadable ones give items with ``error`` set (in input order)."""
@@ -112,6 +136,8 @@ class Predictor:
         batches = bucket_sampler(dataset, self.batch_size)
         has_paths = any(not isinstance(im, np.ndarray) for im in images)
         workers = self.num_workers if self.num_workers is not None else (min(2, os.cpu_count() or 1) if has_paths else 0)
+        if self.num_workers is None and len(images) <= 2 * self.batch_size:
+            workers = 0  # starting worker processes costs more than decoding a few images
         loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate_inference)
         items: list[PredictionItem | None] = [None] * len(dataset)
         bar = tqdm(total=len(dataset), desc="predict", unit="img", disable=not self.progress)
@@ -122,7 +148,7 @@ class Predictor:
                 [batch["images"][j] for j in ok],
                 [batch["meta"][j]["size"] for j in ok],
                 self.device,
-                self.input_dtype,
+                torch.float32,  # the model function casts to its own precision
                 self.align_corners,
             )
             for j, meta in enumerate(batch["meta"]):
@@ -145,3 +171,51 @@ class Predictor:
         if bad:
             raise ValueError("could not predict:\n  " + "\n  ".join(bad))
         return [it.depth for it in items]  # type: ignore[misc]
+
+
+class FastestPath:
+    """Per input shape, the faster of a configured model function and plain fp32 eager.
+
+    The first batch of a new shape runs ``configured`` once untimed (compilation, oneDNN
+    primitive creation), then ``configured`` and ``plain`` once each, timed (wall clock, device
+    synchronised); the faster serves that shape from then on (:attr:`choices`). Both take
+    ``(B,3,h,w)`` float32 normalised input and return ``(B,h,w)``.
+    """
+
+    def __init__(self, configured: ModelFn, plain: ModelFn, label: str, device: torch.device) -> None:
+        self.configured = configured
+        self.plain = plain
+        self.label = label
+        self.device = device
+        #: input shape -> ("configured" | "plain", configured seconds, plain seconds)
+        self.choices: dict[tuple[int, ...], tuple[str, float, float]] = {}
+
+    def _timed(self, fn: ModelFn, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t = time.perf_counter()
+        out = fn(x)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return out, time.perf_counter() - t
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        key = tuple(x.shape)
+        choice = self.choices.get(key)
+        if choice is not None:
+            return self.configured(x) if choice[0] == "configured" else self.plain(x)
+        self.configured(x)  # warm-up: compilation / kernel creation is not what is compared
+        out, t_conf = self._timed(self.configured, x)
+        ref, t_plain = self._timed(self.plain, x)
+        if t_conf <= t_plain:
+            self.choices[key] = ("configured", t_conf, t_plain)
+            return out
+        self.choices[key] = ("plain", t_conf, t_plain)
+        warnings.warn(
+            f"Predictor: {self.label} took {t_conf:.3g} s against {t_plain:.3g} s for plain fp32 eager on input "
+            f"{key}; using fp32 eager for this size (speed_check=False keeps the configuration)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return ref
+

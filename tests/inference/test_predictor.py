@@ -87,3 +87,49 @@ def test_absurd_aspect_ratio_is_a_per_item_error(tiny_model, rng, tmp_path):
     assert items[0].error is None and items[0].depth.shape == (20, 20)
     for item in items[1:]:
         assert item.depth is None and "10000x10" in str(item.error)
+
+
+def test_fastest_path_keeps_the_faster_function_per_shape():
+    import time
+
+    import torch
+
+    from da_toolkit.inference.predictor import FastestPath
+
+    calls = {"slow": 0, "fast": 0}
+
+    def slow(x):
+        calls["slow"] += 1
+        time.sleep(0.05)
+        return x[:, 0] * 2
+
+    def fast(x):
+        calls["fast"] += 1
+        return x[:, 0] * 2
+
+    x = torch.ones(2, 3, 4, 4)
+    chooser = FastestPath(slow, fast, "precision='bf16-mixed', compile=True", torch.device("cpu"))
+    with pytest.warns(RuntimeWarning, match="using fp32 eager for this size"):
+        out = chooser(x)
+    assert torch.equal(out, x[:, 0] * 2) and chooser.choices[(2, 3, 4, 4)][0] == "plain"
+    assert calls == {"slow": 2, "fast": 1}  # warm-up + timed configured, timed plain
+    chooser(x)
+    assert calls == {"slow": 2, "fast": 2}  # decided once per shape
+    winner = FastestPath(fast, slow, "compile=True", torch.device("cpu"))
+    winner(x)
+    assert winner.choices[(2, 3, 4, 4)][0] == "configured"
+
+
+def test_configured_predictor_is_checked_against_fp32_eager(tiny_model, rng):
+    from da_toolkit.inference.predictor import FastestPath
+
+    images = _images(rng, [(30, 40), (30, 40)])
+    checked = Predictor(tiny_model, precision="bf16-true", input_size=28, progress=False)
+    assert isinstance(checked._fn, FastestPath)
+    ref = Predictor(tiny_model, input_size=28, progress=False).predict(images)
+    for out, r in zip(checked.predict(images), ref):
+        assert np.abs(out - r).max() <= 0.05 * np.abs(r).max()  # bf16 or fp32, whichever was faster
+    assert len(checked._fn.choices) == 1
+    assert not isinstance(Predictor(tiny_model, progress=False)._fn, FastestPath)  # plain fp32: nothing to check
+    assert not isinstance(Predictor(tiny_model, precision="bf16-true", speed_check=False, progress=False)._fn,
+                          FastestPath)
