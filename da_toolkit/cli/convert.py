@@ -1,4 +1,4 @@
-"""``da-toolkit convert INPUT OUTPUT.safetensors [--preset NAME]``.
+"""``da-toolkit convert INPUT OUTPUT.safetensors [--preset NAME | --model MODEL]``.
 
 Reads any supported weights (official ``.pth``, Hugging Face folder, our safetensors, Lightning
 ``.ckpt``, DINOv2 backbone-only checkpoints with official, timm or Hugging Face keys) and writes
@@ -9,6 +9,11 @@ missing / unexpected / mis-shaped keys. A backbone-only input is written as an e
 (``content: encoder``), to initialise encoders (``load_encoder_weights``, ``PresetModel(
 encoder_weights=...)``). The output is written atomically; an existing output is only replaced
 by a complete new file.
+
+The architecture of an input that does not record it is ``--preset NAME`` or, for any encoder
+and decoder, ``--model MODEL``: a model description in the recipe schema (YAML text or a YAML
+file: ``{class_path: DepthModel, init_args: {encoder: ..., decoder: ...}}``, a preset name, or
+``{preset: NAME, encoder: {...}, decoder: {...}}``).
 """
 
 from __future__ import annotations
@@ -41,31 +46,56 @@ def build_parser() -> argparse.ArgumentParser:
         "(Hugging Face folders, da-toolkit files and task checkpoints with a preset do) "
         f"(one of: {', '.join(sorted(PRESETS))})",
     )
+    parser.add_argument(
+        "--model",
+        metavar="MODEL",
+        default=None,
+        help="architecture of the input as a model description (instead of --preset): YAML text or a YAML "
+        "file, e.g. '{class_path: DepthModel, init_args: {encoder: {class_path: convnext, init_args: "
+        "{variant: tiny}}, decoder: {class_path: dpt}}}', or '{preset: NAME, decoder: {max_depth: 20.0}}'",
+    )
     return parser
+
+
+def _model_argument(text: str) -> dict:
+    """The canonical description for ``--model`` (YAML text, or a YAML file holding it)."""
+    from pathlib import Path
+
+    import yaml
+
+    from da_toolkit.cli.model_forms import expand_model_value
+
+    source = Path(text)
+    try:
+        value = yaml.safe_load(source.read_text() if source.suffix in (".yaml", ".yml") and source.is_file() else text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--model: invalid YAML: {exc}") from None
+    if isinstance(value, dict) and isinstance(value.get("model"), (dict, str)) and "class_path" not in value:
+        value = value["model"]  # a file with a top-level `model:` key
+    return expand_model_value(value, "--model")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 on success, 1 on bad input)."""
     args = build_parser().parse_args(list(argv) if argv is not None else None)
-    from da_toolkit.models.weights import (
-        WeightsError,
-        encoder_from_loaded,
-        model_from_loaded,
-        read_weights,
-        save_encoder_weights,
-        save_weights,
-    )
+    from da_toolkit.models.loading import encoder_from_loaded, model_from_loaded
+    from da_toolkit.models.weights import WeightsError, read_weights, save_encoder_weights, save_weights
 
     if not args.output.endswith(".safetensors"):
         print(f"da-toolkit convert: output {args.output!r} must end with .safetensors", file=sys.stderr)
         return 1
+    if args.preset is not None and args.model is not None:
+        print("da-toolkit convert: give --preset or --model, not both", file=sys.stderr)
+        return 1
     try:
         loaded = read_weights(args.input)
+        if args.model is not None:  # the architecture given here replaces what the file records
+            loaded.description = _model_argument(args.model)
         if loaded.backbone_only:
             model, loaded = encoder_from_loaded(loaded, preset=args.preset)
         else:
             model, loaded = model_from_loaded(loaded, preset=args.preset)
-    except (WeightsError, FileNotFoundError, KeyError) as exc:
+    except (WeightsError, FileNotFoundError, KeyError, ValueError) as exc:
         print(f"da-toolkit convert: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 1
     if loaded.backbone_only:

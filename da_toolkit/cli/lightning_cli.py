@@ -257,6 +257,9 @@ def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCL
                     save_config_callback=SafeSaveConfigCallback,
                     save_config_kwargs={"overwrite": True},
                     parser_kwargs={"prog": "da-toolkit"},
+                    # no --optimizer/--lr_scheduler: they would silently replace the task's own
+                    # optimiser (`optim`) and its encoder/decoder learning rates (issue 19.6)
+                    auto_configure_optimizers=False,
                 )
             except RecipeError as exc:
                 print(f"da-toolkit: error: {exc}", file=sys.stderr)
@@ -282,7 +285,8 @@ def parse_only(config: dict[str, Any], where: str, cli_class: type[DepthLightnin
     class _ParseOnly(base):  # type: ignore[valid-type, misc]
         parse_only = True
 
-    kwargs: dict[str, Any] = {"subclass_mode_model": True, "subclass_mode_data": True}
+    kwargs: dict[str, Any] = {"subclass_mode_model": True, "subclass_mode_data": True,
+                              "auto_configure_optimizers": False}
     kwargs.update(cli_kwargs)
     parser_kwargs = {"exit_on_error": False, **dict(kwargs.pop("parser_kwargs", {}))}
     with tempfile.TemporaryDirectory(prefix="da_toolkit_parse_") as tmpdir:

@@ -42,6 +42,7 @@ CLI_KWARGS: dict[str, Any] = {
     "trainer_defaults": {"logger": False, "enable_checkpointing": False},
     "subclass_mode_model": False,
     "subclass_mode_data": False,
+    "auto_configure_optimizers": False,
 }
 
 
@@ -67,6 +68,7 @@ def run(argv: list[str]) -> dict[str, Any]:
                 PseudoLabelTask, UnlabeledImages, run=False, args=args, save_config_callback=None,
                 seed_everything_default=CLI_KWARGS["seed_everything_default"],
                 trainer_defaults=CLI_KWARGS["trainer_defaults"],
+                auto_configure_optimizers=False,
                 parser_kwargs={"prog": "da-toolkit pseudo-label",
                                "description": "Label unlabeled data sources with a trained teacher into a "
                                               "sharded, resumable pseudo-label store (Lightning predict loop)."},

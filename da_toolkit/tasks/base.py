@@ -171,6 +171,15 @@ class DepthTask(pl.LightningModule):
                     p.grad = None  # optimisers leave parameters without gradients untouched
         self._nonfinite_step = False
 
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """:class:`~da_toolkit.tasks.health.TrainingHealthCheck`: a loud warning when the first
+        training steps show a dead model (constant predictions or zero gradients)."""
+        from da_toolkit.tasks.health import TrainingHealthCheck
+
+        if any(isinstance(cb, TrainingHealthCheck) for cb in getattr(self._trainer, "callbacks", None) or []):
+            return []  # the user configured one
+        return [TrainingHealthCheck()]
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         from da_toolkit.models.description import CHECKPOINT_KEY, describe_model
 

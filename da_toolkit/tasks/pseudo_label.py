@@ -172,6 +172,9 @@ class PseudoLabelTask(pl.LightningModule):
             every shard of the store.
         allow_random_weights: label with a teacher whose weights were never loaded (tests,
             smoke runs). Off by default: such a teacher is refused, its labels would be noise.
+
+    A prediction that is constant over the image or not finite stops the job before it is written
+    (:func:`da_toolkit.tasks.health.check_pseudo_labels`, naming the teacher file and the image).
     """
 
     def __init__(self, teacher: DepthModel, allow_random_weights: bool = False) -> None:
@@ -185,6 +188,8 @@ class PseudoLabelTask(pl.LightningModule):
             warnings.warn("pseudo-labelling with an untrained (randomly initialised) teacher", UserWarning,
                           stacklevel=2)
         self.model = freeze(teacher)
+        #: the teacher's weights file (named when its labels are refused), if it was built from one
+        self.teacher_file: str | None = (getattr(teacher, "init_args", None) or {}).get("weights")
         self.teacher_hash = model_hash(self.model)
         from da_toolkit.models.description import describe_model
 
@@ -199,6 +204,7 @@ class PseudoLabelTask(pl.LightningModule):
     def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
         """Per item: ``{"id", "image_ref", "disparity": float32 (H,W) numpy}`` (skipped items left out)."""
         from da_toolkit.models.inference_core import align_corners_of, run_prepared
+        from da_toolkit.tasks.health import check_pseudo_labels
 
         for item in batch:
             if item.get("error"):
@@ -210,6 +216,10 @@ class PseudoLabelTask(pl.LightningModule):
         dtype = next(self.model.parameters()).dtype
         preds = run_prepared(self.model, [it["image"] for it in todo], [it["size"] for it in todo],
                              align_corners_of(self.model), self.device, dtype)
+        for it, p in zip(todo, preds, strict=True):  # a dead or broken teacher never writes a store
+            scale = float(p.detach().abs().max()) if p.numel() else 0.0
+            # resampling a constant map is constant up to float rounding: tolerate 1e-5 of its scale
+            check_pseudo_labels(p[None].float(), self.teacher_file, [it["id"]], atol=1e-5 * scale)
         return [{"id": it["id"], "image_ref": it["image_ref"], "disparity": p.float().cpu().numpy()}
                 for it, p in zip(todo, preds, strict=True)]
 

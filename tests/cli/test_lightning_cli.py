@@ -261,3 +261,24 @@ def test_a_users_config_yaml_in_the_log_dir_is_never_overwritten(tmp_path: Path,
     assert saved.read_text().startswith("# resolved run config, written by da-toolkit")
     run_lightning_cli(["fit", "--config", str(mine)])  # a re-run overwrites only its own record
     assert mine.read_text() == original and "TeacherTask" in saved.read_text()
+
+
+def test_lightning_optimizer_options_that_would_replace_the_tasks_own_are_refused(tmp_path: Path, capsys) -> None:
+    """Issue 19.6: LightningCLI's --optimizer/--lr_scheduler silently replaced the task's `optim`."""
+    for option in ("--optimizer=Adam", "--lr_scheduler=StepLR"):
+        with pytest.raises(SystemExit) as exc:
+            run_lightning_cli(["fit", "--config", _write(tmp_path / "o.yaml", _teacher_config(tmp_path / "run", 1)),
+                               option])
+        assert exc.value.code == 2
+        assert option.split("=")[0].lstrip("-") in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_lightning_cli(["fit", "--help"])
+    out = capsys.readouterr().out
+    assert "--optimizer" not in out and "--lr_scheduler" not in out
+
+
+def test_fit_runs_the_training_health_check(tmp_path: Path) -> None:
+    from da_toolkit.tasks.health import TrainingHealthCheck
+
+    cli = run_lightning_cli(["fit", "--config", _write(tmp_path / "h.yaml", _teacher_config(tmp_path / "run", 1))])
+    assert sum(isinstance(cb, TrainingHealthCheck) for cb in cli.trainer.callbacks) == 1

@@ -213,3 +213,37 @@ def test_strict_mode_stops_at_the_bad_image(tmp_path: Path) -> None:
     weights = _weights(tmp_path / "t.safetensors")
     with pytest.raises(Exception, match="broken.jpg"):
         run(["--config", _folder_config(tmp_path, tmp_path / "store", weights, strict=True)])
+
+
+def test_a_dead_teacher_writes_no_store(tmp_path: Path, capsys) -> None:
+    """A teacher whose prediction is constant (issue 14.1) is refused before anything is written."""
+    from da_toolkit.cli.pseudo_label import main
+    from da_toolkit.models.description import build_model
+    from da_toolkit.models.weights import save_weights
+
+    dead = build_model("tiny")
+    head = dead.decoder.scratch.output_conv2[2]  # final 1x1 conv before the ReLU
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(0.5)
+    save_weights(dead, tmp_path / "dead.safetensors")
+    store = tmp_path / "store"
+    cfg = _config(tmp_path, store, str(tmp_path / "dead.safetensors"), n=2)
+    assert main(["--config", cfg]) == 2
+    err = capsys.readouterr().err
+    assert "predicts the constant 0.5" in err and "dead.safetensors" in err
+    assert not list(store.rglob("*.npy"))
+
+
+def test_a_random_teacher_is_refused_unless_allowed(tmp_path: Path, capsys) -> None:
+    from da_toolkit.cli.pseudo_label import main
+
+    store = tmp_path / "store"
+    cfg = yaml.safe_load(Path(_config(tmp_path, store, "unused")).read_text())
+    cfg["model"] = {"teacher": "tiny"}  # a preset, no weights
+    path = tmp_path / "random.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["--config", str(path)]) == 2
+    assert "model.teacher: no weights were loaded" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="untrained"):
+        assert run(["--config", str(path), "--model.allow_random_weights=true"])["written"] == 6
