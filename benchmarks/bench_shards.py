@@ -11,7 +11,10 @@ Prints (with the machine's ``uptime`` load before and after):
   (``ImageFolder`` + ``SafeDataset``) vs the shard source (``ShardedImages`` + ``ShardLoader``)
   on the same JPEG images, and litdata's ``StreamingDataset`` on them (``--litdata``);
 * **label writing** (items/s, model excluded): ``PseudoLabelWriter`` (one fsync'd ``.npy`` per
-  item + manifest line) vs ``PseudoLabelShardWriter`` at 518x518.
+  item + manifest line) vs ``PseudoLabelShardWriter`` at 518x518;
+* **pseudo-labelling job** (items/s, ``--job``): ``PseudoLabelTask`` with a tiny random teacher
+  (``tiny`` preset) predicting the JPEG images at ``--job_size``, written by the file-store
+  callback vs ``PseudoLabelShardCallback``.
 
     python benchmarks/bench_shards.py --count 400 --workers 2 --litdata
 """
@@ -127,7 +130,7 @@ def _decode_litdata(item):
     return np.asarray(Image.open(io.BytesIO(item["jpg"])).convert("RGB"))
 
 
-def bench_read(tmp: Path, rgbd: Path, count: int, workers: int, litdata: bool) -> None:
+def bench_read(tmp: Path, rgbd: Path, count: int, workers: int, litdata: bool, repeats: int = 5) -> None:
     files = _images(tmp / "folder", rgbd, count)
     folder = ImageFolder(tmp / "folder")
     pack_source(folder, str(tmp / "shards"), prefix="img", maxcount=100, image_format="jpg", progress=False)
@@ -135,11 +138,16 @@ def bench_read(tmp: Path, rgbd: Path, count: int, workers: int, litdata: bool) -
     fl = DataLoader(SafeDataset(folder, _identity), batch_size=16, shuffle=True, num_workers=workers, collate_fn=_count)
     sl = ShardLoader(shards, batch_size=16, num_workers=workers, collate_fn=_count)
     print(f"\nread throughput, {count} JPEG images {read_rgb(files[0]).shape[1]}x{read_rgb(files[0]).shape[0]}, "
-          f"{workers} workers, batch 16, 2 epochs (samples/s, best of 3)")
-    fr = max(_rate_of(fl) for _ in range(3))
-    sr = max(_rate_of(sl) for _ in range(3))
+          f"{workers} workers, batch 16, 2 epochs (samples/s, best of {repeats}, the two sources interleaved)")
+    rates: dict[str, list[float]] = {"folder": [], "shards": []}
+    for _ in range(repeats):  # interleaved, so that a change of machine load hits both alike
+        rates["folder"].append(_rate_of(fl))
+        rates["shards"].append(_rate_of(sl))
+    fr, sr = max(rates["folder"]), max(rates["shards"])
     print(f"  folder source (ImageFolder)   : {fr:8.1f}")
     print(f"  shard source (ShardedImages)  : {sr:8.1f}   ratio shards/folder {sr / fr:.2f}")
+    ratios = [s / f for s, f in zip(rates["shards"], rates["folder"], strict=True)]
+    print(f"  per-round ratios shards/folder: {' '.join(f'{r:.2f}' for r in ratios)}")
     if litdata:
         from litdata import StreamingDataLoader, StreamingDataset, optimize
 
@@ -148,7 +156,7 @@ def bench_read(tmp: Path, rgbd: Path, count: int, workers: int, litdata: bool) -
                  num_workers=1, verbose=False)
         ds = StreamingDataset(str(out), shuffle=True, transform=_decode_litdata)
         ll = StreamingDataLoader(ds, batch_size=16, num_workers=workers, collate_fn=_count)
-        lr = max(_rate_of(ll) for _ in range(3))
+        lr = max(_rate_of(ll) for _ in range(repeats))
         print(f"  litdata StreamingDataset      : {lr:8.1f}   (its own chunk format, needs conversion)")
 
 
@@ -177,6 +185,34 @@ def bench_writers(tmp: Path, rgbd: Path, n: int) -> None:
     print(f"  pseudo-label shards : {b:8.1f} items/s, {du_b / n:9.0f} bytes/item, {files_b} files")
 
 
+def bench_job(tmp: Path, count: int, size: int) -> None:
+    import warnings
+
+    import lightning as L
+
+    from da_toolkit.data.shards.prediction_writer import PseudoLabelShardCallback
+    from da_toolkit.models.description import build_model, preset_description
+    from da_toolkit.tasks.pseudo_label import (
+        PseudoLabelStoreWriter,
+        PseudoLabelTask,
+        UnlabeledImages,
+    )
+
+    folder = ImageFolder(tmp / "folder", files=[f"{i:06d}.jpg" for i in range(count)])
+    print(f"\npseudo-labelling job, tiny random teacher, {count} images at input {size}, batch 4, 0 workers (items/s)")
+    for name, make in (("file-per-item store", lambda: PseudoLabelStoreWriter(str(tmp / "job_store"))),
+                       ("pseudo-label shards", lambda: PseudoLabelShardCallback(str(tmp / "job_shards"), maxcount=100))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            task = PseudoLabelTask(build_model(preset_description("tiny")), allow_random_weights=True)
+            data = UnlabeledImages([folder], input_size=size, batch_size=4)
+            trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[make()])
+            t0 = time.perf_counter()
+            trainer.predict(task, datamodule=data, return_predictions=False)
+            rate = count / (time.perf_counter() - t0)
+        print(f"  {name:<20}: {rate:8.1f} items/s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rgbd", type=Path, default=Path("/work/shared/data/rgbd"))
@@ -184,6 +220,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--write_items", type=int, default=200)
     p.add_argument("--litdata", action="store_true", help="also measure litdata's StreamingDataset")
+    p.add_argument("--job", action="store_true", help="also time a pseudo-labelling job with each writer")
+    p.add_argument("--job_items", type=int, default=100)
+    p.add_argument("--job_size", type=int, default=140)
     args = p.parse_args()
     print("load before:", _uptime())
     with tempfile.TemporaryDirectory() as d:
@@ -191,6 +230,8 @@ def main() -> None:
         bench_bytes(args.rgbd)
         bench_read(tmp, args.rgbd, args.count, args.workers, args.litdata)
         bench_writers(tmp, args.rgbd, args.write_items)
+        if args.job:
+            bench_job(tmp, min(args.job_items, args.count), args.job_size)
     print("load after:", _uptime())
 
 

@@ -46,7 +46,7 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # no copy when there is nothing to rotate
         if img.mode != "RGB":
             img = img.convert("RGB")
     except Exception as exc:  # noqa: BLE001 - any decoder failure is one bad sample
