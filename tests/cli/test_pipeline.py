@@ -248,3 +248,93 @@ def test_a_convnext_model_flows_through_every_stage(tmp_path: Path, capsys) -> N
     assert set(results) == {"teacher", "student"}
     store_cfg = yaml.safe_load((tmp_path / "out" / "configs" / "pseudo_labels.yaml").read_text())
     assert store_cfg["model"]["teacher"]["init_args"]["encoder"]["class_path"].endswith("ConvNeXtEncoder")
+
+
+def _throwaway_encoder_package(root: Path) -> Path:
+    """A third-party plugin package registering an encoder (a 4-level CNN pyramid, stride 16)."""
+    import textwrap
+
+    pkg = root / "throwaway-encoder"
+    (pkg / "da_toolkit_throwaway_encoder").mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text(textwrap.dedent("""\
+        [build-system]
+        requires = ["setuptools>=64"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "da-toolkit-throwaway-encoder"
+        version = "0.0.1"
+
+        [project.entry-points.da_toolkit]
+        throwaway_encoder = "da_toolkit_throwaway_encoder"
+        """))
+    (pkg / "da_toolkit_throwaway_encoder" / "__init__.py").write_text(textwrap.dedent('''\
+        """A throwaway encoder plugin (tests only)."""
+        from torch import nn
+
+        from da_toolkit import hookimpl
+        from da_toolkit.models.encoders.base import Encoder, EncoderOutput
+
+
+        class PyramidEncoder(Encoder):
+            def __init__(self, width: int = 8) -> None:
+                super().__init__()
+                self.out_channels = [width, 2 * width, 4 * width, 4 * width]
+                self.reductions = [2, 4, 8, 16]
+                stages, c_in = [], 3
+                for c in self.out_channels:
+                    stages.append(nn.Sequential(nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.ReLU()))
+                    c_in = c
+                self.stages = nn.ModuleList(stages)
+
+            def forward(self, x):
+                features = []
+                for stage in self.stages:
+                    x = stage(x)
+                    features.append(x)
+                return EncoderOutput(features, None)
+
+
+        @hookimpl
+        def da_toolkit_encoders():
+            return {"throwaway_pyramid": PyramidEncoder}
+        '''))
+    return pkg
+
+
+@pytest.mark.slow
+def test_a_plugin_encoder_installed_by_pip_flows_through_every_stage(tmp_path: Path) -> None:
+    """Issue 11: an encoder of a third-party package (pip-installed here) is trained, rebuilt from
+    the teacher's checkpoint for pseudo-labelling, distilled and evaluated by the pipeline."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.plugin_install import pip_install_target
+
+    site = tmp_path / "site"
+    pip_install_target(_throwaway_encoder_package(tmp_path), site)
+    recipe = tiny_quickstart(tmp_path / "out")
+    for name in ("student_no_perturbation", "student_no_feature_alignment"):
+        del recipe["stages"][name]
+    plugin_model = {"class_path": "DepthModel",
+                    "init_args": {"encoder": {"class_path": "throwaway_pyramid", "init_args": {"width": 8}},
+                                  "decoder": {"class_path": "dpt", "init_args": {"features": 16}}}}
+    for name in ("teacher", "student"):
+        recipe["stages"][name]["config"]["model"]["init_args"]["model"] = plugin_model
+        recipe["stages"][name]["config"]["data"]["init_args"]["crop_size"] = 32  # x16
+    recipe["evaluation"]["models"] = ["teacher", "student"]
+    cfg = write_recipe(recipe, tmp_path / "plugin.yaml")
+    script = Path(sys.executable).with_name("da-toolkit")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "da_toolkit.cli"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DA_TOOLKIT_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), str(Path(__file__).resolve().parents[2]),
+                                                      env.get("PYTHONPATH")]))
+    done = subprocess.run([*command, "pipeline", "--config", str(cfg)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results) == {"teacher", "student"}
+    teacher = yaml.safe_load((tmp_path / "out" / "configs" / "pseudo_labels.yaml").read_text())["model"]["teacher"]
+    assert teacher["init_args"]["encoder"]["class_path"] == "da_toolkit_throwaway_encoder.PyramidEncoder"
+    assert teacher["init_args"]["weights"] == str(tmp_path / "out" / "teacher" / "final.ckpt")
