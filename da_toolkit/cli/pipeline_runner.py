@@ -71,14 +71,29 @@ def _atomic_json(path: Path, obj: Any) -> None:
 
 
 def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``cfg["a"]["b"]["c"] = value`` for ``key="a.b.c"`` (creating mappings on the way)."""
+    """Set ``cfg["a"]["b"]["c"] = value`` for ``key="a.b.c"`` (creating mappings on the way).
+
+    A part that is a number indexes an existing list (``data.init_args.labeled.0.init_args.length``).
+    """
     parts = key.split(".")
-    node = cfg
+    node: Any = cfg
     for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
+        if isinstance(node, list):
+            node = node[_list_index(node, part, key)]
+            continue
+        if not isinstance(node.get(part), (dict, list)):
             node[part] = {}
         node = node[part]
-    node[parts[-1]] = copy.deepcopy(value)
+    if isinstance(node, list):
+        node[_list_index(node, parts[-1], key)] = copy.deepcopy(value)
+    else:
+        node[parts[-1]] = copy.deepcopy(value)
+
+
+def _list_index(node: list[Any], part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise PipelineConfigError(f"override {key}: {part!r} is not an index of a list of {len(node)} item(s)")
+    return int(part)
 
 
 def get_dotted(cfg: dict[str, Any], key: str, default: Any = None) -> Any:
