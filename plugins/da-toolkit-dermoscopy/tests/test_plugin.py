@@ -33,10 +33,19 @@ def test_hooks_register_components_without_failures() -> None:
     assert reg.get("perturbations", "hair_artefacts") is da_toolkit_dermoscopy.HairArtefacts
     assert reg.get("perturbations", "illumination_shift") is da_toolkit_dermoscopy.IlluminationShift
     assert reg.kind("perturbations")["hair_artefacts"].plugin == "dermoscopy"
+    assert reg.get("encoders", "dermoscopy_cnn") is da_toolkit_dermoscopy.LesionCNN
+    assert reg.get("losses", "dermoscopy_scale_shift_l1") is da_toolkit_dermoscopy.ScaleShiftL1Loss
+    assert reg.get("losses", "dermoscopy_cutmix_scale_shift_l1") is da_toolkit_dermoscopy.CutMixScaleShiftL1Loss
+    assert reg.get("datasources", "dermoscopy_rgbd") is da_toolkit_dermoscopy.RGBDFolder
 
 
 def test_hook_functions_return_fresh_mappings() -> None:
-    assert plugin.da_toolkit_datasources() == {"dermoscopy_images": da_toolkit_dermoscopy.DermoscopyImages}
+    assert plugin.da_toolkit_datasources() == {
+        "dermoscopy_images": da_toolkit_dermoscopy.DermoscopyImages,
+        "dermoscopy_rgbd": da_toolkit_dermoscopy.RGBDFolder,
+    }
+    assert plugin.da_toolkit_encoders() == {"dermoscopy_cnn": da_toolkit_dermoscopy.LesionCNN}
+    assert set(plugin.da_toolkit_losses()) == {"dermoscopy_scale_shift_l1", "dermoscopy_cutmix_scale_shift_l1"}
     assert plugin.da_toolkit_perturbations() == {
         "hair_artefacts": da_toolkit_dermoscopy.HairArtefacts,
         "illumination_shift": da_toolkit_dermoscopy.IlluminationShift,

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import torch
-from da_toolkit.perturb.base import Params, PhotometricPerturbation, bernoulli, check_images, check_probability, uniform
+from da_toolkit.perturb.base import (
+    Params,
+    PhotometricPerturbation,
+    bernoulli,
+    check_images,
+    check_probability,
+    uniform,
+)
 from torch import Tensor
 
 
