@@ -70,6 +70,12 @@ def test_components_listed_by_da_toolkit_plugins(site: Path) -> None:
         "conflict": False,
     }
     assert listing["components"]["perturbations"]["hair_artefacts"]["plugin"] == "dermoscopy"
+    for kind, name, class_path in [
+        ("encoders", "dermoscopy_cnn", "da_toolkit_dermoscopy.encoder.LesionCNN"),
+        ("losses", "dermoscopy_cutmix_scale_shift_l1", "da_toolkit_dermoscopy.losses.CutMixScaleShiftL1Loss"),
+        ("datasources", "dermoscopy_rgbd", "da_toolkit_dermoscopy.rgbd.RGBDFolder"),
+    ]:
+        assert listing["components"][kind][name]["class_path"] == class_path, (kind, name)
     assert [f for f in listing["failures"] if f["plugin"] == "dermoscopy"] == []
 
 
