@@ -1,0 +1,375 @@
+"""Training-step benchmark: one ``StudentTask`` step of the full recipe through Lightning vs the bare
+minimum of the same work in plain PyTorch, side by side in one process (issue 15.1).
+
+The Lightning side is a real ``Trainer.fit`` of :class:`da_toolkit.tasks.StudentTask` with the
+recipe's components (``recipes/student.yaml``): labeled + pseudo-labeled batches 1:2 from a
+:class:`da_toolkit.data.StudentDataModule` (random crop, flip, collate; the samples are rendered
+synthetic scenes held in memory, so file decoding is *not* included - see
+``bench_pseudo_label.py`` for decode throughput), strong photometric perturbation, CutMix,
+the CutMix-aware affine-invariant loss with 10 % trimming, feature alignment to the frozen
+encoder, AdamW step; the task's own callbacks (``TrainingHealthCheck``) stay on.
+
+The bare minimum (``bare``) does the unavoidable work on the same, already collated batch: the
+two student forwards (labeled, unlabeled) + backward, the frozen-encoder forward, an AdamW step;
+its loss is a plain L1 + feature MSE (no trimming, no CutMix, no perturbation, no data loading).
+
+Between them, measured separately on the same batches (medians over ``--steps`` steps):
+
+* ``data``: fetching one collated batch from the data module's train loader;
+* ``perturb``: the strong photometric perturbation + CutMix of the unlabeled images;
+* ``losses``: the task's loss terms (``labeled_loss``, ``unlabeled_loss``, ``feature_loss``)
+  forward + backward on fixed predictions, minus the bare loss's;
+* ``task``: ``compute_loss`` + backward + AdamW step without Lightning (same batch);
+* ``lightning``: Lightning's share = Lightning step - data - task.
+
+Overhead ratio = Lightning step / bare step - 1, in CPU seconds of this process (medians and
+best steps; less sensitive to the machine's other load than wall seconds, also printed).
+Settings: ``tiny`` (tiny preset, crop 56, 2+4 images)
+and ``vits`` (Depth Anything V2-Small, crop ``--vits-crop`` 196 on CPU, 1+2 images).
+
+Run: ``python benchmarks/bench_training.py --settings tiny vits [--json out.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+#: benchmark settings: model preset, crop, labeled batch (the unlabeled one is 2x), steps
+SETTINGS: dict[str, dict[str, Any]] = {
+    "tiny": {"preset": "tiny", "crop": 56, "batch": 2, "sample_size": (70, 84)},
+    "vits": {"preset": "depth-anything-v2-vits", "crop": 196, "batch": 1, "sample_size": (210, 252)},
+}
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load average as text (``n/a`` where unknown)."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+class CachedSamples(Dataset):
+    """Samples of a source rendered once and served from memory (copies of the numpy arrays)."""
+
+    def __init__(self, source: Dataset, n: int) -> None:
+        self.samples = [source[i] for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        s = self.samples[index]
+        return {k: (v.copy() if hasattr(v, "copy") else v) for k, v in s.items()}
+
+
+def make_data(setting: dict[str, Any], n: int, seed: int = 0) -> Any:
+    """A :class:`StudentDataModule` with labeled and pseudo-labeled in-memory synthetic samples
+    (the synthetic depth stands in for pseudo-labels: the same tensors flow)."""
+    from da_toolkit.data.sources.synthetic import SyntheticScenes
+    from da_toolkit.data.student_datamodule import StudentDataModule
+
+    labeled = CachedSamples(SyntheticScenes(length=n, size=setting["sample_size"], seed=seed), n)
+    pseudo = CachedSamples(SyntheticScenes(length=2 * n, size=setting["sample_size"], seed=seed + 1), 2 * n)
+    return StudentDataModule(labeled=[labeled], pseudo_labeled=[pseudo], crop_size=setting["crop"],
+                             batch_size=setting["batch"], unlabeled_ratio=2, num_workers=0, seed=seed)
+
+
+def make_task(setting: dict[str, Any]) -> Any:
+    """The student of ``recipes/student.yaml`` (random weights) at the setting's model size."""
+    from da_toolkit.losses import FeatureAlignmentLoss
+    from da_toolkit.losses.affine_invariant import AffineInvariantLoss
+    from da_toolkit.losses.cutmix import CutMixAffineInvariantLoss
+    from da_toolkit.models.description import build_model
+    from da_toolkit.perturb import CutMix, StrongPhotometric
+    from da_toolkit.tasks import OptimConfig, StudentTask
+
+    torch.manual_seed(0)
+    return StudentTask(
+        model=build_model(setting["preset"]),
+        labeled_loss=AffineInvariantLoss(trim=0.0),
+        unlabeled_loss=CutMixAffineInvariantLoss(trim=0.1),
+        perturbation=StrongPhotometric(),
+        cutmix=CutMix(p=0.5),
+        feature_loss=FeatureAlignmentLoss(margin=0.85),
+        optim=OptimConfig(optimizer="adamw", encoder_lr=5e-6, decoder_lr_mult=10.0, weight_decay=0.01,
+                          schedule="linear"),
+        log_images_every_n_steps=0,
+    )
+
+
+class StepTimer:
+    """Lightning callback: wall and CPU time stamps at the start of every training batch (so one
+    interval = fetch of the next batch + the whole step)."""
+
+    def __new__(cls) -> Any:
+        import lightning.pytorch as pl
+
+        class _Timer(pl.Callback):
+            def __init__(self) -> None:
+                self.wall: list[float] = []
+                self.cpu: list[float] = []
+
+            def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+                self.wall.append(time.perf_counter())
+                self.cpu.append(time.process_time())
+
+            def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+                self.on_train_batch_start(trainer, pl_module, None, -1)
+
+        return _Timer()
+
+
+def lightning_steps(task: Any, data: Any, steps: int, warmup: int, workdir: str,
+                    precision: str = "32", accelerator: str = "cpu") -> tuple[list[float], list[float]]:
+    """Per-step (wall, CPU) seconds of ``steps`` Lightning training steps after ``warmup`` ones."""
+    import lightning.pytorch as pl
+
+    timer = StepTimer()
+    trainer = pl.Trainer(
+        accelerator=accelerator, devices=1, precision=precision, max_steps=warmup + steps, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=workdir, callbacks=[timer],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(task, datamodule=data)
+    wall = [b - a for a, b in zip(timer.wall[warmup:-1], timer.wall[warmup + 1:], strict=True)]
+    cpu = [b - a for a, b in zip(timer.cpu[warmup:-1], timer.cpu[warmup + 1:], strict=True)]
+    return wall, cpu
+
+
+def timed(fn: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> tuple[float, float]:
+    """(wall, CPU) seconds of one call of ``fn``."""
+    sync()
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    sync()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def fetch_batches(data: Any, n: int) -> tuple[list[dict[str, Any]], list[tuple[float, float]]]:
+    """``n`` collated batches from the data module's train loader and the time of each fetch."""
+    data.setup("fit")
+    loader = data.train_dataloader()
+    it = iter(loader)
+    batches, times = [], []
+    for _ in range(n):
+        box: list[Any] = []
+        times.append(timed(lambda box=box: box.append(next(it))))
+        batches.append(_as_dict(box[0]))
+    return batches, times
+
+
+def _as_dict(batch: Any) -> dict[str, Any]:
+    """A CombinedLoader batch ``({"labeled": ..., "unlabeled": ...}, idx, dl_idx)`` or a dict."""
+    if isinstance(batch, tuple):
+        batch = batch[0]
+    return dict(batch)
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Move every tensor of a (nested) batch to ``device``."""
+    out: dict[str, Any] = {}
+    for k, v in batch.items():
+        if isinstance(v, dict):
+            out[k] = to_device(v, device)
+        elif isinstance(v, torch.Tensor):
+            out[k] = v.to(device)
+        else:
+            out[k] = v
+    return out
+
+
+def trainable(task: Any) -> list[torch.nn.Parameter]:
+    return [p for p in task.model.parameters() if p.requires_grad]
+
+
+def bare_step(task: Any, batch: dict[str, Any], opt: torch.optim.Optimizer) -> None:
+    """The bare minimum: student forwards (labeled, unlabeled) + frozen-encoder forward, a plain
+    L1 + feature-MSE loss, backward, AdamW step."""
+    from da_toolkit.models.preprocess import normalize
+
+    lab, unl = batch["labeled"], batch["unlabeled"]
+    pred_l = task.model(normalize(lab["image"]))
+    pred_u, enc = task.model(normalize(unl["image"]), return_features=True)
+    with torch.no_grad():
+        frozen = task.frozen_encoder(normalize(unl["image"]))
+    loss = (pred_l - lab["depth"]).abs().mean() + (pred_u - unl["depth"]).abs().mean()
+    loss = loss + (enc.features[-1] - frozen.features[-1]).pow(2).mean()
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def task_step(task: Any, batch: dict[str, Any], opt: torch.optim.Optimizer) -> None:
+    """The task's own work without Lightning: ``compute_loss`` + backward + AdamW step."""
+    loss, _, _ = task.compute_loss(batch)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def perturb_step(task: Any, batch: dict[str, Any]) -> None:
+    """Strong perturbation + CutMix of the unlabeled images (what the task does before its forward)."""
+    x = task.perturbation(batch["unlabeled"]["image"])
+    task.cutmix(x)
+
+
+def loss_parts(task: Any, batch: dict[str, Any]) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(task losses, bare losses) forward + backward on fixed predictions/features of ``batch``."""
+    from da_toolkit.models.preprocess import normalize
+
+    with torch.no_grad():
+        pred_l = task.model(normalize(batch["labeled"]["image"]))
+        pred_u, enc = task.model(normalize(batch["unlabeled"]["image"]), return_features=True)
+        frozen = task.frozen_encoder(normalize(batch["unlabeled"]["image"]))
+    lab, unl = batch["labeled"], batch["unlabeled"]
+    target_l, valid_l = task.labeled_targets(lab)
+    target_u, valid_u = unl["depth"].float(), unl["valid"]
+    b = target_u.shape[0]
+    mask = torch.rand_like(target_u) < 0.5
+    pairing = torch.roll(torch.arange(b, device=target_u.device), 1)
+    feat = enc.features[-1]
+
+    def ours() -> None:
+        pl_ = pred_l.detach().requires_grad_()
+        pu = pred_u.detach().requires_grad_()
+        f = feat.detach().requires_grad_()
+        valid_mix = torch.where(mask, valid_u, valid_u[pairing])
+        total = (task.labeled_loss(pl_, target_l, valid_l)
+                 + task.unlabeled_loss(pu, target_u, target_u[pairing], mask, valid_mix)
+                 + task.feature_loss([f], [frozen.features[-1]])) / 3
+        total.backward()
+
+    def bare() -> None:
+        pl_ = pred_l.detach().requires_grad_()
+        pu = pred_u.detach().requires_grad_()
+        f = feat.detach().requires_grad_()
+        total = (pl_ - lab["depth"]).abs().mean() + (pu - unl["depth"]).abs().mean()
+        total = total + (f - frozen.features[-1]).pow(2).mean()
+        total.backward()
+
+    return ours, bare
+
+
+def med(xs: list[float]) -> float:
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def run_setting(name: str, steps: int, reps: int, crop: int | None = None, precision: str = "32",
+                accelerator: str = "cpu") -> dict[str, Any]:
+    """Measure one setting; returns the figures (seconds per step, medians) and the ratios."""
+    setting = dict(SETTINGS[name])
+    if crop is not None:
+        setting["crop"] = crop
+        setting["sample_size"] = (crop + 14, crop + 56)
+    device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    task = make_task(setting)
+    data = make_data(setting, setting["batch"] * (steps + 2))
+    walls: dict[str, list[float]] = {k: [] for k in ("lightning", "bare", "task", "data", "perturb", "losses_task",
+                                                     "losses_bare")}
+    cpus: dict[str, list[float]] = {k: [] for k in walls}
+    with tempfile.TemporaryDirectory(prefix="bench_training_") as workdir:
+        for _ in range(reps):
+            w, c = lightning_steps(task, data, steps, warmup=1, workdir=workdir, precision=precision,
+                                   accelerator=accelerator)
+            walls["lightning"] += w
+            cpus["lightning"] += c
+            task.to(device).train()
+            batches, fetch = fetch_batches(data, steps + 1)
+            walls["data"] += [t[0] for t in fetch[1:]]
+            cpus["data"] += [t[1] for t in fetch[1:]]
+            batches = [to_device(b, device) for b in batches]
+            opt_bare = torch.optim.AdamW(trainable(task), lr=5e-6, weight_decay=0.01)
+            opt_task = torch.optim.AdamW(trainable(task), lr=5e-6, weight_decay=0.01)
+            pairs = (("bare", bare_step, opt_bare), ("task", task_step, opt_task))
+            for _, fn, opt in pairs:
+                fn(task, batches[0], opt)  # warm-up (optimiser state, kernel caches)
+            for b in batches[1:]:  # alternating, so both see the same background load
+                for key, fn, opt in pairs:
+                    w, c = timed(lambda fn=fn, b=b, opt=opt: fn(task, b, opt), sync)
+                    walls[key].append(w)
+                    cpus[key].append(c)
+            for b in batches[1:]:
+                w, c = timed(lambda b=b: perturb_step(task, b), sync)
+                walls["perturb"].append(w)
+                cpus["perturb"].append(c)
+                ours, bare = loss_parts(task, b)
+                for key, fn in (("losses_task", ours), ("losses_bare", bare)):
+                    w, c = timed(fn, sync)
+                    walls[key].append(w)
+                    cpus[key].append(c)
+    result: dict[str, Any] = {"setting": name, "preset": setting["preset"], "crop": setting["crop"],
+                              "labeled_batch": setting["batch"], "unlabeled_batch": 2 * setting["batch"],
+                              "steps": steps, "reps": reps, "precision": precision, "device": str(device)}
+    for unit, table, stat in (("wall", walls, med), ("cpu", cpus, med), ("cpu_min", cpus, min)):
+        m = {k: float(stat(v)) for k, v in table.items()}
+        m["losses"] = m.pop("losses_task") - m.pop("losses_bare")
+        m["lightning_share"] = m["lightning"] - m["data"] - m["task"]
+        m["overhead_ratio"] = m["lightning"] / m["bare"] - 1.0
+        m["task_vs_bare"] = m["task"] / m["bare"] - 1.0
+        result[unit] = m
+    result["samples"] = {unit: {k: v for k, v in table.items() if k in ("lightning", "bare")}
+                         for unit, table in (("wall", walls), ("cpu", cpus))}
+    return result
+
+
+def format_result(r: dict[str, Any]) -> str:
+    lines = [(f"## {r['setting']} ({r['preset']}, crop {r['crop']}, {r['labeled_batch']} labeled + "
+             f"{r['unlabeled_batch']} pseudo-labeled, {r['precision']}, {r['device']}; "
+             f"{r['steps']} steps x {r['reps']} reps)"),
+             "| part | wall s/step | CPU s/step | % of bare (CPU) |", "| --- | --- | --- | --- |"]
+    bare = r["cpu"]["bare"]
+    for key, label in (("lightning", "Lightning fit step (all)"), ("bare", "bare minimum (plain PyTorch)"),
+                       ("task", "task step without Lightning"), ("data", "data loading (fetch one batch)"),
+                       ("perturb", "strong perturbation + CutMix"), ("losses", "task losses minus bare losses"),
+                       ("lightning_share", "Lightning's share (fit - data - task)")):
+        lines.append(f"| {label} | {r['wall'][key]:.4f} | {r['cpu'][key]:.4f} | {100 * r['cpu'][key] / bare:.1f} % |")
+    lines.append(f"overhead (Lightning step / bare - 1): {100 * r['cpu']['overhead_ratio']:.1f} % CPU (median), "
+                 f"{100 * r['cpu_min']['overhead_ratio']:.1f} % CPU (best step), "
+                 f"{100 * r['wall']['overhead_ratio']:.1f} % wall; goal <= 10 %: "
+                 f"{'MET' if r['cpu']['overhead_ratio'] <= 0.10 else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--settings", nargs="+", default=["tiny", "vits"], choices=list(SETTINGS))
+    p.add_argument("--steps", type=int, default=5, help="timed steps per repetition (default 5)")
+    p.add_argument("--reps", type=int, default=2, help="repetitions (Lightning fit, then the plain runs)")
+    p.add_argument("--vits-crop", type=int, default=196, help="crop of the vits setting (default 196)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", type=str, default=None, help="also write the figures as JSON here")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cores {os.cpu_count()}, "
+          f"load average before {load_average()}", flush=True)
+    results = []
+    for name in args.settings:
+        r = run_setting(name, args.steps, args.reps, crop=args.vits_crop if name == "vits" else None)
+        results.append(r)
+        print(format_result(r), flush=True)
+    print(f"load average after {load_average()}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"load_average": load_average(), "results": results}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
