@@ -36,6 +36,7 @@ class PseudoLabelShardCallback(BasePredictionWriter):
         settings: extra settings recorded by every writer (the task's ``settings_base`` is added).
         maxcount: items per shard (the unit of resumption).
         encoding: ``float16z`` (default) or ``png16``.
+        zlib_level: compression level of ``float16z`` (see ``PseudoLabelShardWriter``).
         storage_options: fsspec options of ``root``.
     """
 
@@ -45,10 +46,12 @@ class PseudoLabelShardCallback(BasePredictionWriter):
         settings: dict[str, Any] | None = None,
         maxcount: int = 1000,
         encoding: str = "float16z",
+        zlib_level: int = 6,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(write_interval="batch")
         self.root, self.settings, self.maxcount, self.encoding = root, dict(settings or {}), maxcount, encoding
+        self.zlib_level = zlib_level
         self.storage_options = dict(storage_options or {})
         self._writer: PseudoLabelShardWriter | None = None
         self.written = 0
@@ -59,7 +62,8 @@ class PseudoLabelShardCallback(BasePredictionWriter):
         settings = {**getattr(pl_module, "settings_base", {}), **self.settings}
         self._writer = PseudoLabelShardWriter(
             self.root, f"rank{trainer.global_rank:03d}", str(getattr(pl_module, "teacher_hash", "unknown")),
-            settings, maxcount=self.maxcount, encoding=self.encoding, storage_options=self.storage_options,
+            settings, maxcount=self.maxcount, encoding=self.encoding, zlib_level=self.zlib_level,
+            storage_options=self.storage_options,
         )
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,

@@ -82,6 +82,8 @@ class PseudoLabelShardWriter:
         settings: JSON-serialisable settings of the run; compared against every writer in ``root``.
         maxcount: items per shard (the unit of resumption).
         encoding: ``"float16z"`` (default) or ``"png16"`` (see the module docstring).
+        zlib_level: compression level of ``float16z`` (6: measured 159 KB / 37 ms per 1000x750
+            label on one CPU core; 1: 246 KB / 19 ms) - lower it if writing limits a fast GPU.
         image_format: encoding of images passed to :meth:`write` as arrays (``jpg``/``png``/``webp``).
         quality: JPEG/WebP quality.
         storage_options: fsspec options of ``root``.
@@ -98,6 +100,7 @@ class PseudoLabelShardWriter:
         settings: Mapping[str, Any],
         maxcount: int = 1000,
         encoding: str = "float16z",
+        zlib_level: int = 6,
         image_format: str = "jpg",
         quality: int = 95,
         storage_options: Mapping[str, Any] | None = None,
@@ -110,7 +113,7 @@ class PseudoLabelShardWriter:
             raise ValueError(f"encoding {encoding!r}: expected one of {ENCODINGS}")
         self.root, self.shard = str(root), shard
         self.storage_options = dict(storage_options or {})
-        self.image_format, self.quality = image_format, quality
+        self.image_format, self.quality, self.zlib_level = image_format, quality, zlib_level
         self.header = {
             "format": PSEUDO_SHARD_FORMAT,
             "teacher_hash": teacher_hash,
@@ -185,7 +188,7 @@ class PseudoLabelShardWriter:
             png, info["disp_range"] = encode_disparity(arr)
             members: dict[str, bytes] = {"disp.png": png}
         else:
-            data, info["disp_shape"] = encode_disparity_f16z(arr)
+            data, info["disp_shape"] = encode_disparity_f16z(arr, self.zlib_level)
             members = {"disp.f16z": data}
         if image is not None:
             if isinstance(image, (bytes, bytearray)):
