@@ -63,7 +63,7 @@ def join_url(base: str, name: str) -> str:
 def open_url(url: str, mode: str = "rb", storage_options: Mapping[str, Any] | None = None) -> IO[bytes]:
     """Open one URL with fsspec (the caller closes it); local files with a 1 MiB read buffer."""
     if is_local(url) and mode == "rb":
-        return open(local_path(url), "rb", buffering=1 << 20)  # noqa: SIM115 - returned to the caller
+        return open(local_path(url), "rb", buffering=1 << 20)
     return fsspec.open(str(url), mode, **dict(storage_options or {})).open()
 
 
