@@ -51,7 +51,7 @@ def _model(arch: str, max_depth: float | None = None) -> DepthModel:
 
 
 def test_registered_and_small_configs_cover_every_architecture() -> None:
-    assert BUILTIN_DECODERS["smp"] is SmpDecoder
+    assert BUILTIN_DECODERS["smp_decoder"] is SmpDecoder
     assert set(SMALL) == set(SMP_ARCHITECTURES)
 
 

@@ -44,7 +44,7 @@ def no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_registered_as_smp() -> None:
-    assert BUILTIN_ENCODERS["smp"] is SmpEncoder
+    assert BUILTIN_ENCODERS["smp_encoder"] is SmpEncoder
 
 
 @pytest.mark.parametrize(

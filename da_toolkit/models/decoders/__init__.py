@@ -8,5 +8,5 @@ __all__ = ["BUILTIN_DECODERS", "DPTDecoder", "Decoder", "SmpDecoder"]
 
 BUILTIN_DECODERS: dict[str, type] = {
     "dpt": DPTDecoder,
-    "smp": SmpDecoder,
+    "smp_decoder": SmpDecoder,
 }

@@ -19,5 +19,5 @@ BUILTIN_ENCODERS: dict[str, type] = {
     "dinov2": DINOv2Encoder,
     "timm": TimmEncoder,
     "convnext": ConvNeXtEncoder,
-    "smp": SmpEncoder,
+    "smp_encoder": SmpEncoder,
 }
