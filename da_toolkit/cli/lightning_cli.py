@@ -227,6 +227,38 @@ def configure_checkpointing(trainer: pl.Trainer) -> None:
                 cb.save_last = True
 
 
+#: a help entry lists the known subclasses of its type only up to this many
+MAX_LISTED_SUBCLASSES = 12
+
+
+def shorten_subclass_help() -> None:
+    """Keep ``--help`` readable: a parameter typed ``nn.Module`` (a loss, a perturbation...) made
+    jsonargparse list every importable module class (thousands of lines for ``--model.help
+    TeacherTask``). Above :data:`MAX_LISTED_SUBCLASSES` the entry names the accepted base
+    class(es) and points to ``da-toolkit plugins`` for the registered components instead."""
+    import typing
+
+    from jsonargparse import _typehints
+
+    action = _typehints.ActionTypeHint
+    if getattr(action.extra_help, "_da_toolkit", False):
+        return
+    original = action.extra_help
+
+    def extra_help(self: Any) -> str:
+        paths = _typehints.get_all_subclass_paths(self._typehint, closed_types=False)
+        if len(paths) <= MAX_LISTED_SUBCLASSES:
+            return original(self)
+        bases = [a for a in (typing.get_args(self._typehint) or (self._typehint,)) if isinstance(a, type)
+                 and a is not type(None)]
+        names = ", ".join(f"{b.__module__}.{b.__qualname__}" for b in bases) or "the annotated type"
+        return (f", accepts: any subclass of {names} ({len(paths)} importable; registered components by name: "
+                f"`da-toolkit plugins`)")
+
+    extra_help._da_toolkit = True  # type: ignore[attr-defined]
+    action.extra_help = extra_help
+
+
 def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCLI:
     """Parse ``argv`` (``[subcommand, options...]`` when ``run``) and run it.
 
@@ -237,6 +269,7 @@ def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCL
 
     get_registry()  # load plugins so their classes are imported before parsing
     import_resolvable_classes()
+    shorten_subclass_help()
 
     with tempfile.TemporaryDirectory(prefix="da_toolkit_cli_") as tmpdir:
         try:

@@ -56,10 +56,11 @@ def parse_pseudo_label_config(config: dict[str, Any], where: str) -> Any:
 
 def run(argv: list[str]) -> dict[str, Any]:
     """Run the job; returns ``{"store", "written", "skipped_before"}``."""
-    from da_toolkit.cli.lightning_cli import preprocess_args
+    from da_toolkit.cli.lightning_cli import preprocess_args, shorten_subclass_help
     from da_toolkit.plugins import get_registry
 
     get_registry()
+    shorten_subclass_help()
     with tempfile.TemporaryDirectory(prefix="da_toolkit_pl_") as tmpdir:
         args = preprocess_args(argv, tmpdir, group_classes={"model": PseudoLabelTask})
         with warnings.catch_warnings():

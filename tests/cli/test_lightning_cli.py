@@ -282,3 +282,14 @@ def test_fit_runs_the_training_health_check(tmp_path: Path) -> None:
 
     cli = run_lightning_cli(["fit", "--config", _write(tmp_path / "h.yaml", _teacher_config(tmp_path / "run", 1))])
     assert sum(isinstance(cb, TrainingHealthCheck) for cb in cli.trainer.callbacks) == 1
+
+
+def test_task_help_is_readable(capsys) -> None:
+    """Issue 19.6: `--model.help TeacherTask` listed every importable nn.Module (5,652 lines)."""
+    with pytest.raises(SystemExit):
+        run_lightning_cli(["fit", "--model.help", "TeacherTask"])
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) < 300, len(out.splitlines())
+    assert "torch.nn.Bilinear" not in out and "da-toolkit plugins" in out
+    for option in ("--model.labeled_loss", "--model.gradient_loss", "--model.model", "--model.optim.encoder_lr"):
+        assert option in out, option
