@@ -194,3 +194,14 @@ def test_nothing_downloads_building_every_tested_variant(no_downloads: None) -> 
     for arch in SMP_ARCHITECTURES:
         enc = SmpEncoder(TINY_TU, output_stride=16 if arch == "deeplabv3plus" else 32)
         DepthModel(enc, SmpDecoder(arch))
+
+
+def test_rgb_pipeline_refuses_a_one_channel_model_with_the_shape_error() -> None:
+    """The inference core feeds 3-channel RGB: a grayscale model fails clearly, not silently."""
+    from da_toolkit.models import DepthModel
+    from da_toolkit.models.decoders.smp_decoder import SmpDecoder
+    from da_toolkit.models.inference_core import predict_tensor
+
+    model = DepthModel(SmpEncoder(TINY_TU, in_channels=1), SmpDecoder("unet")).eval()
+    with pytest.raises(ValueError, match=r"expected input of shape \(B,1,H,W\), got \(1, 3, 64, 64\)"):
+        predict_tensor(model, torch.rand(1, 3, 64, 64))
