@@ -188,6 +188,12 @@ class ShardStream(IterableDataset):
         """Samples this rank yields per epoch (``total // world_size``)."""
         return self.total_samples // self._rank_world()[1]
 
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        raise TypeError(
+            f"{type(self).__name__} is a streaming source (no random access): use it as a training stream of "
+            "da_toolkit.data.shards.datamodule.ShardStudentDataModule, or iterate it (docs/scale.md)"
+        )
+
     # ------------------------------------------------------------------ planning
     def shard_order(self, epoch: int) -> list[int]:
         """Shard indices in the order of ``epoch`` (identical on every rank)."""

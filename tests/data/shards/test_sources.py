@@ -128,3 +128,9 @@ def test_tar_layout_is_webdataset(rgbd_shards):
 
     keys = [s["__key__"] for s in wds.WebDataset(str(root / "syn-000000.tar"), shardshuffle=False)]
     assert keys == [f"{i:09d}" for i in range(5)]
+
+
+def test_random_access_is_refused_with_a_pointer_to_the_data_module(rgbd_shards):
+    root, _ = rgbd_shards
+    with pytest.raises(TypeError, match="ShardStudentDataModule"):
+        ShardedRGBD(index=str(root / "syn.index.json"))[0]
