@@ -1,0 +1,326 @@
+"""Faster CPU paths: candidates vs transformers fp32 (batch 1 and batched), in CPU seconds (issue 15.4).
+
+One process, one random-weight Depth Anything V2-Small (``depth-anything-v2-vits``, seed 0) written
+with da-toolkit's Hugging Face folder saver and loaded into
+``transformers.DepthAnythingForDepthEstimation`` (fp32, eager attention): the baseline, batch 1 and
+batch ``--batch-size``. Every candidate sees the same preprocessed ``--size`` x ``--size`` network
+input (pre/post-processing excluded on every side: this compares the networks) and is timed in
+CPU seconds of this process per image (``time.process_time``: all threads, insensitive to other
+jobs' load, unlike wall time which is printed too), median of ``--reps`` after one warm-up.
+Deviation = ``mean |candidate - transformers fp32| / mean |transformers fp32|``.
+
+Candidates (every one is reported, also where it loses or fails):
+
+* ``torch fp32`` / ``torch bf16-true`` (bf16 weights + activations) / ``torch bf16-mixed`` (autocast);
+* ``int8 dynamic``: ``torch.ao.quantization.quantize_dynamic`` of every ``nn.Linear`` (qint8
+  weights, activations quantised per batch at run time), fp32 elsewhere;
+* ``int8 dynamic + bf16 rest``: not combinable (quantized linear needs fp32 activations), skipped;
+* ``bf16 attention``: fp32 model, ``scaled_dot_product_attention`` run on bf16 q/k/v;
+* ``onnxruntime fp32``: our ONNX export (``da_toolkit.inference.export.export_onnx``);
+* ``onnxruntime int8 dynamic``: ``onnxruntime.quantization.quantize_dynamic`` of that file
+  (QInt8 weights of MatMul/Gemm);
+* thread settings: the best torch path at 1 thread vs the default;
+* channels-last for a CNN encoder: a ConvNeXt-T + DPT model (random weights), fp32 and bf16,
+  contiguous vs channels-last (compared with itself; transformers has no such model).
+
+Run: ``python benchmarks/bench_cpu_paths.py [--size 518 --images 2 --reps 2]``; ``--quick`` for a tiny
+smoke run (tiny preset with 4 blocks at 56x56; the transformers baseline is then that tiny model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: the tiny preset with 4 blocks tapped once each (a Hugging Face backbone cannot tap a block twice)
+TINY_HF: dict[str, Any] = {"preset": "tiny", "encoder": {"depth": 4, "layer_indices": [0, 1, 2, 3]}}
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def time_cpu(fn: Callable[[], Any], reps: int) -> tuple[float, float, Any]:
+    """(median CPU s, median wall s, last output) of ``reps`` calls after one warm-up call."""
+    out = fn()
+    cpu, wall = [], []
+    for _ in range(reps):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return statistics.median(cpu), statistics.median(wall), out
+
+
+def deviation(out: np.ndarray, ref: np.ndarray) -> float:
+    a, b = np.asarray(out, np.float64), np.asarray(ref, np.float64)
+    return float(np.abs(a - b).mean() / np.abs(b).mean())
+
+
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, bs: int) -> Callable[[], np.ndarray]:
+    """Run ``fn`` over ``x`` in chunks of ``bs`` under inference mode; output ``(N,H,W)`` float32."""
+
+    def run() -> np.ndarray:
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(x), bs):
+                outs.append(fn(x[i : i + bs]).float().reshape(-1, *x.shape[-2:]).numpy())
+        return np.concatenate(outs)
+
+    return run
+
+
+@contextlib.contextmanager
+def bf16_attention() -> Iterator[None]:
+    """Within the block, our DINOv2's ``scaled_dot_product_attention`` runs on bf16 q/k/v."""
+    from da_toolkit.models.encoders import dinov2
+
+    original = dinov2.F.scaled_dot_product_attention
+
+    def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *a: Any, **kw: Any) -> torch.Tensor:
+        return original(q.bfloat16(), k.bfloat16(), v.bfloat16(), *a, **kw).to(q.dtype)
+
+    class _Shim:
+        def __getattr__(self, name: str) -> Any:
+            return sdpa if name == "scaled_dot_product_attention" else getattr(F, name)
+
+    saved = dinov2.F
+    dinov2.F = _Shim()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        dinov2.F = saved
+
+
+def build(preset: str | dict[str, Any], workdir: Path) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(ours, transformers) with identical random weights (our HF folder saver); ``preset`` is a
+    preset name or a model description (e.g. :data:`TINY_HF`)."""
+    from transformers import DepthAnythingForDepthEstimation
+
+    from da_toolkit.models.description import build_model
+    from da_toolkit.models.weights import save_hf_folder
+
+    torch.manual_seed(0)
+    ours = build_model(preset).eval()
+    save_hf_folder(ours, workdir / "hf")
+    hf = DepthAnythingForDepthEstimation.from_pretrained(str(workdir / "hf"), attn_implementation="eager").eval()
+    return ours, hf
+
+
+def candidates(ours: torch.nn.Module, workdir: Path, size: int) -> dict[str, Callable[[], Callable[[torch.Tensor], torch.Tensor]]]:
+    """Name -> factory of a forward ``(B,3,H,W) normalised fp32 -> (B,H,W)`` (built lazily, so a
+    candidate that fails is reported, not fatal)."""
+    import copy
+
+    def fp32() -> Callable[[torch.Tensor], torch.Tensor]:
+        return ours
+
+    def bf16_true() -> Callable[[torch.Tensor], torch.Tensor]:
+        m = copy.deepcopy(ours).to(torch.bfloat16)
+        return lambda x: m(x.bfloat16())
+
+    def bf16_mixed() -> Callable[[torch.Tensor], torch.Tensor]:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return ours(x)
+        return run
+
+    def int8_dynamic() -> Callable[[torch.Tensor], torch.Tensor]:
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(copy.deepcopy(ours), {torch.nn.Linear}, dtype=torch.qint8)
+
+    def attn_bf16() -> Callable[[torch.Tensor], torch.Tensor]:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            with bf16_attention():
+                return ours(x)
+        return run
+
+    def onnx_path() -> Path:
+        from da_toolkit.inference.export import export_onnx
+
+        path = workdir / "model.onnx"
+        if not path.exists():
+            export_onnx(copy.deepcopy(ours), path, example_size=(size, size))
+        return path
+
+    def ort_session(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        return lambda x: torch.from_numpy(sess.run(None, {name: x.numpy()})[0])
+
+    def ort_fp32() -> Callable[[torch.Tensor], torch.Tensor]:
+        return ort_session(onnx_path())
+
+    def ort_int8() -> Callable[[torch.Tensor], torch.Tensor]:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        q = workdir / "model.int8.onnx"
+        if not q.exists():
+            quantize_dynamic(str(onnx_path()), str(q), weight_type=QuantType.QInt8)
+        return ort_session(q)
+
+    return {"torch fp32": fp32, "torch bf16-true": bf16_true, "torch bf16-mixed": bf16_mixed,
+            "torch int8 dynamic (linear)": int8_dynamic, "torch fp32 + bf16 attention": attn_bf16,
+            "onnxruntime fp32": ort_fp32, "onnxruntime int8 dynamic": ort_int8}
+
+
+def cnn_channels_last(size: int, images: int, bs: int, reps: int, variant: str) -> list[dict[str, Any]]:
+    """ConvNeXt + DPT: contiguous vs channels-last, fp32 and bf16 (CPU s/image, deviation vs fp32)."""
+    from da_toolkit.models.description import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"preset": "depth-anything-v2-vits",
+                         "encoder": {"class_path": "convnext", "init_args": {"variant": variant}}}).eval()
+    x = torch.rand(images, 3, size, size)
+    rows, ref = [], None
+    for name, dtype, cl in (("fp32", torch.float32, False), ("fp32 channels-last", torch.float32, True),
+                            ("bf16-true", torch.bfloat16, False), ("bf16-true channels-last", torch.bfloat16, True)):
+        m = model.to(dtype=dtype, memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+        def fwd(t: torch.Tensor, m: torch.nn.Module = m, dtype: torch.dtype = dtype, cl: bool = cl) -> torch.Tensor:
+            t = t.to(dtype)
+            return m(t.contiguous(memory_format=torch.channels_last) if cl else t)
+
+        cpu, wall, out = time_cpu(batched(fwd, x, bs), reps)
+        ref = out if ref is None else ref
+        rows.append({"name": f"ConvNeXt-{variant} + DPT {name} (batch {bs})", "cpu_s_per_image": cpu / images,
+                     "wall_s_per_image": wall / images, "deviation": deviation(out, ref)})
+    model.float().to(memory_format=torch.contiguous_format)
+    return rows
+
+
+def run_benchmark(preset: str | dict[str, Any], size: int, images: int, bs: int, reps: int, cnn_variant: str | None,
+                  only: list[str] | None = None) -> dict[str, Any]:
+    res: dict[str, Any] = {"preset": preset if isinstance(preset, str) else "tiny (4 blocks)", "size": size, "images": images, "batch_size": bs, "reps": reps,
+                           "threads": torch.get_num_threads(), "cores": os.cpu_count(),
+                           "load_before": load_average()}
+    torch.manual_seed(1)
+    x = torch.rand(images, 3, size, size)  # a normalised network input stand-in (same for all)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench_cpu_") as tmp:
+        ours, hf = build(preset, Path(tmp))
+
+        def hf_fwd(t: torch.Tensor) -> torch.Tensor:
+            return hf(pixel_values=t).predicted_depth
+
+        base1_cpu, base1_wall, ref = time_cpu(batched(hf_fwd, x, 1), reps)
+        baseb_cpu, baseb_wall, _ = time_cpu(batched(hf_fwd, x, bs), reps)
+        res["baseline_batch1"] = {"cpu_s_per_image": base1_cpu / images, "wall_s_per_image": base1_wall / images}
+        res["baseline_batched"] = {"cpu_s_per_image": baseb_cpu / images, "wall_s_per_image": baseb_wall / images}
+        for name, factory in candidates(ours, Path(tmp), size).items():
+            if only and name not in only:
+                continue
+            row: dict[str, Any] = {"name": f"{name} (batch {bs})"}
+            try:
+                fn = factory()
+                cpu, wall, out = time_cpu(batched(fn, x, bs), reps)
+                row.update(cpu_s_per_image=cpu / images, wall_s_per_image=wall / images,
+                           deviation=deviation(out, ref))
+            except Exception as exc:  # noqa: BLE001 - a candidate that does not work here is reported
+                row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            rows.append(row)
+            print(_row_text(row, res), flush=True)
+        # thread settings: the fastest torch candidate at 1 thread
+        ok = [r for r in rows if "error" not in r and r["name"].startswith("torch") and r["deviation"] <= 0.02]
+        if ok and torch.get_num_threads() > 1:
+            best = min(ok, key=lambda r: r["cpu_s_per_image"])
+            name = best["name"].rsplit(" (batch", 1)[0]
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                cpu, wall, out = time_cpu(batched(candidates(ours, Path(tmp), size)[name](), x, bs), reps)
+            finally:
+                torch.set_num_threads(threads)
+            rows.append({"name": f"{name} (batch {bs}, 1 thread instead of {threads})", "cpu_s_per_image": cpu / images,
+                         "wall_s_per_image": wall / images, "deviation": deviation(out, ref)})
+            print(_row_text(rows[-1], res), flush=True)
+    if cnn_variant:
+        try:
+            cnn = cnn_channels_last(size, images, bs, reps, cnn_variant)
+        except Exception as exc:  # noqa: BLE001
+            cnn = [{"name": f"ConvNeXt-{cnn_variant} + DPT", "error": f"{type(exc).__name__}: {exc}"[:200]}]
+        res["cnn"] = cnn
+        for r in cnn:
+            print(_row_text(r, None), flush=True)
+    for r in rows:
+        if "error" not in r:
+            r["speedup_vs_batch1"] = res["baseline_batch1"]["cpu_s_per_image"] / r["cpu_s_per_image"]
+            r["speedup_vs_batched"] = res["baseline_batched"]["cpu_s_per_image"] / r["cpu_s_per_image"]
+    res["candidates"] = rows
+    res["load_after"] = load_average()
+    return res
+
+
+def _row_text(r: dict[str, Any], res: dict[str, Any] | None) -> str:
+    if "error" in r:
+        return f"| {r['name']} | failed: {r['error']} |"
+    extra = ""
+    if res is not None:
+        extra = (f" | {res['baseline_batch1']['cpu_s_per_image'] / r['cpu_s_per_image']:.2f}x"
+                 f" | {res['baseline_batched']['cpu_s_per_image'] / r['cpu_s_per_image']:.2f}x")
+    return (f"| {r['name']} | {r['cpu_s_per_image']:.3f} | {r['wall_s_per_image']:.3f} | "
+            f"{100 * r['deviation']:.3f} %{extra} |")
+
+
+def format_result(res: dict[str, Any]) -> str:
+    lines = [(f"{res['preset']} at {res['size']}x{res['size']}, {res['images']} images, batch {res['batch_size']}, "
+             f"{res['reps']} reps, {res['threads']} threads, {res['cores']} cores; "
+             f"load {res['load_before']} -> {res['load_after']}"),
+             ("| path | CPU s/image | wall s/image | deviation | vs transformers batch 1 (CPU s) | "
+             "vs transformers batched (CPU s) |"), "| --- | --- | --- | --- | --- | --- |",
+             (f"| transformers fp32 eager (batch 1) | {res['baseline_batch1']['cpu_s_per_image']:.3f} | "
+             f"{res['baseline_batch1']['wall_s_per_image']:.3f} | 0 | 1.00x | |"),
+             (f"| transformers fp32 eager (batch {res['batch_size']}) | {res['baseline_batched']['cpu_s_per_image']:.3f} | "
+             f"{res['baseline_batched']['wall_s_per_image']:.3f} | 0 | | 1.00x |")]
+    lines += [_row_text(r, res) for r in res["candidates"]]
+    for r in res.get("cnn", []):
+        lines.append(_row_text(r, None) + " (vs its own fp32)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="depth-anything-v2-vits")
+    p.add_argument("--size", type=int, default=518)
+    p.add_argument("--images", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--cnn-variant", default="tiny", help="ConvNeXt variant for the channels-last rows ('' = skip)")
+    p.add_argument("--only", nargs="*", default=None, help="subset of candidate names")
+    p.add_argument("--quick", action="store_true", help="tiny preset at 56x56, ConvNeXt-atto (smoke run)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.preset, args.size, args.cnn_variant = TINY_HF, 56, "atto"
+    res = run_benchmark(args.preset, args.size, args.images, args.batch_size, args.reps, args.cnn_variant or None,
+                        args.only)
+    print(format_result(res), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
