@@ -8,11 +8,13 @@ names match the hooks below. Rules common to every hook:
 * names are what recipes, :func:`da_toolkit.plugins.get_component` and ``da-toolkit plugins``
   use; a name must be unique within its kind across all plugins, the built-in one included (a
   clash is an error naming both plugins; prefix names with your plugin's name);
-* each class must subclass the base listed in :data:`KIND_BASES` for its kind; other values
-  are reported as failures of the plugin and skipped;
-* hooks are called when a registry is built (a model lookup may first build one holding only
-  its kind, e.g. encoders, before the full registry): return the same mapping on every call,
-  and keep hooks (and the plugin module's imports) cheap.
+* each class must subclass the base class of its kind (the table
+  :data:`da_toolkit.builtin.KINDS`: ``Encoder``, ``Decoder``, ``nn.Module``, ``Dataset``,
+  ``torchmetrics.Metric``, Lightning's ``BasePredictionWriter``); other values are reported as
+  failures of the plugin and skipped;
+* a hook is called once per process, when its kind is first needed (looking up an encoder
+  collects the encoders only; ``da-toolkit plugins`` collects every kind): return the same
+  mapping on every call, and keep hooks (and the plugin module's imports) cheap.
 
 Third-party packages declare ``[project.entry-points.da_toolkit] NAME = "module"`` in their
 ``pyproject.toml``; installing the package is enough for the toolkit to load it. The built-in
@@ -45,7 +47,8 @@ def da_toolkit_encoders() -> dict[str, type]:
 def da_toolkit_decoders() -> dict[str, type]:
     """Register decoders.
 
-    Each class is an ``nn.Module``: ``forward(enc: EncoderOutput, size: (H, W)) -> (B,H,W)``
+    Each class is a subclass of ``da_toolkit.models.decoders.base.Decoder``:
+    ``forward(enc: EncoderOutput, size: (H, W)) -> (B,H,W)``
     relative disparity or metres, depending on its head activation; it exposes ``output_kind``
     (``"disparity"`` or ``"metric"``) and may define ``attach(encoder)``, which ``DepthModel``
     calls to size the decoder to the encoder's ``out_channels``/``reductions``. Layer indices and
@@ -101,30 +104,7 @@ def da_toolkit_metrics() -> dict[str, type]:
 def da_toolkit_writers() -> dict[str, type]:
     """Register prediction writers (output formats of ``da-toolkit predict``).
 
-    Each class is a Lightning ``BasePredictionWriter`` (or compatible callback) that writes one
-    depth map per input item, atomically, and skips items already written.
+    Each class is a Lightning ``BasePredictionWriter`` (use
+    ``da_toolkit.inference.writer_base.DepthWriter``) that writes one depth map per input item,
+    atomically, and skips items already written.
     """
-
-
-#: Hook name -> short kind name used in listings and in :func:`da_toolkit.plugins.registry`.
-KINDS: dict[str, str] = {
-    "da_toolkit_encoders": "encoders",
-    "da_toolkit_decoders": "decoders",
-    "da_toolkit_perturbations": "perturbations",
-    "da_toolkit_losses": "losses",
-    "da_toolkit_datasources": "datasources",
-    "da_toolkit_metrics": "metrics",
-    "da_toolkit_writers": "writers",
-}
-
-#: Kind -> base classes (``"module:attr"``) a registered class must derive from (any of them).
-#: Checked when the registry is collected; a class of another base is reported and skipped.
-KIND_BASES: dict[str, tuple[str, ...]] = {
-    "encoders": ("torch.nn:Module",),
-    "decoders": ("torch.nn:Module",),
-    "perturbations": ("torch.nn:Module",),
-    "losses": ("torch.nn:Module",),
-    "datasources": ("torch.utils.data:Dataset",),
-    "metrics": ("torchmetrics:Metric",),
-    "writers": ("lightning.pytorch.callbacks:Callback", "pytorch_lightning.callbacks:Callback"),
-}

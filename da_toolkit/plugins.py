@@ -1,8 +1,14 @@
 """Plugin manager: built-in plugin, entry-point autoload, and the component registry.
 
-Components are registered through the hooks in :mod:`da_toolkit.hookspecs`. The built-in plugin
+Components are registered through the hooks in :mod:`da_toolkit.hookspecs`; the kinds (hook,
+name, base class) are the one table :data:`da_toolkit.builtin.KINDS`. The built-in plugin
 (:mod:`da_toolkit.builtin`) is registered first, exactly like any other plugin; then every entry
 point of the group ``da_toolkit`` is loaded, unless ``DA_TOOLKIT_DISABLE_PLUGIN_AUTOLOAD=1``.
+
+One cache, one lookup: :func:`get_registry` returns the process-wide :class:`Registry` (built
+on first use; each kind's hooks run the first time that kind is needed), and
+:func:`get_component` looks one name up in it. ``get_registry().usable(kind)`` is the mapping
+name -> class of one kind.
 
 Environment variables (read each time a plugin manager is built):
 
@@ -27,7 +33,7 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
@@ -41,6 +47,7 @@ EXTRA_ENV = "DA_TOOLKIT_PLUGINS"
 ENTRY_POINT_GROUP = "da_toolkit"
 BUILTIN_NAME = "builtin"
 BUILTIN_DISTRIBUTION = "da-toolkit"
+BUILTIN_MODULE = "da_toolkit.builtin"
 
 
 class PluginError(RuntimeError):
@@ -81,29 +88,118 @@ class PluginFailure:
     plugin: str
     distribution: str | None
     error: str
+    #: the kind whose hook failed (``None``: the plugin itself could not be loaded)
+    kind: str | None = None
+    #: the refused name, when one registration of the hook was refused (``None``: the whole hook)
+    component: str | None = None
 
 
-@dataclass
 class Registry:
     """Components by kind and name, with the failures met while collecting them.
 
-    ``components[kind][name]`` holds the first registration of a name; a name registered again by
-    another plugin is listed in ``conflicts[(kind, name)]`` (all registrations, first included).
+    A registry holds a plugin manager and collects each kind the first time it is asked for
+    (:meth:`collect`, :meth:`kind`, :meth:`get`...): looking up an encoder calls the encoder
+    hooks only. ``components[kind][name]`` holds the first registration of a name; a name
+    registered again by another plugin is listed in ``conflicts[(kind, name)]`` (all
+    registrations, first included). ``components``, ``conflicts`` and ``failures`` cover the
+    kinds collected so far (every kind after ``collect()``).
     """
 
-    components: dict[str, dict[str, Component]] = field(default_factory=dict)
-    failures: list[PluginFailure] = field(default_factory=list)
-    conflicts: dict[tuple[str, str], list[Component]] = field(default_factory=dict)
-    plugins: dict[str, str | None] = field(default_factory=dict)
-    blocked: list[str] = field(default_factory=list)
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        failures: Iterable[PluginFailure] = (),
+        dists: Mapping[str, str | None] | None = None,
+    ) -> None:
+        self._pm = pm
+        self._dists = dict(dists or {})
+        self.components: dict[str, dict[str, Component]] = {}
+        self.failures: list[PluginFailure] = list(failures)
+        self.conflicts: dict[tuple[str, str], list[Component]] = {}
+        self.plugins: dict[str, str | None] = {
+            name: self._dists.get(name) for name, plugin in pm.list_name_plugin() if plugin is not None
+        }
+        self.blocked: list[str] = sorted(name for name, plugin in pm.list_name_plugin() if plugin is None)
+
+    @property
+    def collected(self) -> frozenset[str]:
+        """The kinds collected so far."""
+        return frozenset(self.components)
+
+    def collect(self, kinds: Iterable[str] | None = None) -> Registry:
+        """Call the hooks of ``kinds`` (``None``: every kind) not collected yet; returns ``self``.
+
+        Each plugin's hook is called on its own, so one failing plugin cannot hide the others.
+        The built-in plugin is collected first, so on a clash its class stays the listed one
+        (but the name still raises :class:`PluginConflictError` when looked up).
+
+        Raises:
+            UnknownComponentError: a name in ``kinds`` is not a kind.
+        """
+        table = {k.name: k for k in kinds_table()}
+        wanted = list(table) if kinds is None else list(kinds)
+        unknown = sorted(set(wanted) - set(table))
+        if unknown:
+            raise UnknownComponentError(
+                f"unknown component kind {unknown[0]!r}; expected one of {sorted(table)}"
+            )
+        for name in wanted:
+            if name not in self.components:
+                self._collect_kind(table[name])
+        return self
+
+    def _collect_kind(self, kind: Any) -> None:
+        comps = self.components.setdefault(kind.name, {})
+        impls = sorted(
+            getattr(self._pm.hook, kind.hook).get_hookimpls(), key=lambda i: i.plugin_name != BUILTIN_NAME
+        )
+        base: type | None = None
+        for impl in impls:
+            plugin = impl.plugin_name
+            dist = self._dists.get(plugin)
+
+            def fail(
+                message: str, component: object = None, plugin: str = plugin, dist: str | None = dist
+            ) -> None:
+                name = None if component is None else str(component)
+                self.failures.append(PluginFailure(plugin, dist, f"{kind.hook}: {message}", kind.name, name))
+
+            if impl.hookwrapper or impl.wrapper:
+                fail("hook wrappers are not supported for registration hooks")
+                continue
+            try:
+                mapping = impl.function()
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+                fail(_error_text(exc))
+                continue
+            if mapping is None:  # pluggy convention: None means "nothing to add"
+                continue
+            if not isinstance(mapping, Mapping):
+                fail(f"must return a mapping name -> class, got {type(mapping).__name__}")
+                continue
+            for name, cls in mapping.items():
+                if base is None:  # after the first hook ran: the base's module is imported by now
+                    base = kind.base
+                problem = _check_component(kind.name, base, name, cls)
+                if problem is not None:
+                    fail(problem, name)
+                    continue
+                comp = Component(kind.name, name, cls, plugin, dist)
+                first = comps.get(name)
+                if first is None:
+                    comps[name] = comp
+                elif first.cls is not cls or first.plugin != plugin:
+                    self.conflicts.setdefault((kind.name, name), [first]).append(comp)
+                    fail(
+                        f"{kind.name} name {name!r} is registered by both "
+                        f"{_origin(first.plugin, first.distribution)} and {_origin(plugin, dist)}",
+                        name,
+                    )
 
     def kind(self, kind: str) -> dict[str, Component]:
         """All components of one kind (``encoders``, ``losses``, ...), by name, conflicts included."""
-        if kind not in hookspecs.KINDS.values():
-            raise UnknownComponentError(
-                f"unknown component kind {kind!r}; expected one of {sorted(hookspecs.KINDS.values())}"
-            )
-        return self.components.get(kind, {})
+        self.collect([kind])
+        return self.components[kind]
 
     def usable(self, kind: str) -> dict[str, type]:
         """Mapping name -> class of one kind, without the conflicting names."""
@@ -118,33 +214,50 @@ class Registry:
 
         Raises:
             PluginConflictError: two plugins registered ``name`` (the message names both).
-            UnknownComponentError: no such name (the message lists close matches) or kind.
+            UnknownComponentError: no such name or kind. The message lists close matches among
+                the names of this kind, and the plugins that failed to load (the name may be one
+                of theirs).
         """
+        comps = self.kind(kind)
         if (kind, name) in self.conflicts:
             owners = " and ".join(_origin(c.plugin, c.distribution) for c in self.conflicts[(kind, name)])
             raise PluginConflictError(
                 f"{kind} name {name!r} is registered by both {owners}; uninstall or block one of "
                 f"them ({BLOCK_ENV}=name)"
             )
-        found = self.kind(kind).get(name)
+        found = comps.get(name)
         if found is None:
-            names = sorted(self.kind(kind))
-            close = difflib.get_close_matches(name, names, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UnknownComponentError(
-                f"no {kind} component named {name!r}{hint} (registered: {', '.join(names) or 'none'})"
-            )
+            raise UnknownComponentError(f"no {kind} component named {name!r}{self.missing_hint(kind, name)}")
         return found.cls
+
+    def missing_hint(self, kind: str, name: str) -> str:
+        """Why ``name`` is not in ``kind``, as the end of an error message: close matches among
+        the names of this kind, the refused registrations of ``name``, the plugins that failed to
+        load and the hooks of this kind that failed (``name`` may be one of theirs)."""
+        names = sorted(self.kind(kind))
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        broken = [
+            f
+            for f in self.failures
+            if (f.kind is None and f.plugin not in self.plugins)  # never loaded
+            or (f.kind == kind and f.component in (None, name))  # the hook failed, or refused the name
+        ]
+        if broken:
+            causes = "; ".join(f"{_origin(f.plugin, f.distribution)} failed ({f.error})" for f in broken)
+            hint += f"; {causes} - fix or uninstall it (see `da-toolkit plugins`)"
+        return f"{hint} (registered: {', '.join(names) or 'none'})"
 
     def resolve(self, name: str) -> type | None:
         """The class registered as ``name`` in any kind (recipes name components without kind).
 
-        Returns ``None`` when no kind has the name.
+        Collects every kind. Returns ``None`` when no kind has the name.
 
         Raises:
             PluginConflictError: the name is a conflict in some kind, or different kinds
                 register different classes under it (the message names the plugins).
         """
+        self.collect()
         found = [(kind, comps[name]) for kind, comps in sorted(self.components.items()) if name in comps]
         for kind, _ in found:
             if (kind, name) in self.conflicts:
@@ -159,12 +272,33 @@ class Registry:
         return found[0][1].cls if found else None
 
     def find_class(self, cls: type) -> Component | None:
-        """The (first) registration of a class, if any."""
+        """The (first) registration of a class in any kind, if any (collects every kind)."""
+        self.collect()
         for comps in self.components.values():
             for comp in comps.values():
                 if comp.cls is cls:
                     return comp
         return None
+
+
+def _builtin_plugin() -> Any:
+    """The built-in plugin module, loaded by name like the entry points of other plugins.
+
+    It names every component package, so it sits at the top of the package; this module sits
+    below the component packages (models look encoders up here) and must not import it.
+    """
+    return importlib.import_module(BUILTIN_MODULE)
+
+
+def kinds_table() -> tuple[Any, ...]:
+    """The table of component kinds (:data:`da_toolkit.builtin.KINDS`): ``hook``, ``name``,
+    ``base`` of each."""
+    return tuple(_builtin_plugin().KINDS)
+
+
+def kind_names() -> list[str]:
+    """The short names of the component kinds (``encoders``, ``decoders``, ...), sorted."""
+    return sorted(k.name for k in kinds_table())
 
 
 def _origin(plugin: str, distribution: str | None) -> str:
@@ -248,14 +382,13 @@ def build_plugin_manager(
         dists[name] = dist
         for caller in pm.get_hookcallers(plugin) or []:
             if caller.spec is None:  # a typo such as da_toolkit_encoder
-                close = difflib.get_close_matches(caller.name, list(hookspecs.KINDS), n=1)
+                close = difflib.get_close_matches(caller.name, [k.hook for k in kinds_table()], n=1)
                 hint = f"; did you mean {close[0]}?" if close else ""
                 failures.append(
                     PluginFailure(name, dist, f"unknown hook {caller.name!r}, ignored{hint}")
                 )
 
-    builtin = importlib.import_module("da_toolkit.builtin")
-    register(BUILTIN_NAME, builtin, BUILTIN_DISTRIBUTION)
+    register(BUILTIN_NAME, _builtin_plugin(), BUILTIN_DISTRIBUTION)
 
     blocked = set(_env_list(BLOCK_ENV)) - {BUILTIN_NAME}
     for name in blocked:
@@ -291,108 +424,26 @@ def build_plugin_manager(
     return pm, failures, dists
 
 
-def _base_classes(kind: str) -> list[type]:
-    """The base classes a component of ``kind`` may derive from (imported modules only).
-
-    A class can only derive from a base whose module is imported, so bases of packages that are
-    not imported yet are skipped instead of importing them (keeps ``da-toolkit plugins`` fast).
-    """
-    bases = []
-    for spec in hookspecs.KIND_BASES.get(kind, ()):
-        module, _, attr = spec.partition(":")
-        if module.split(".")[0] not in sys.modules:
-            continue
-        try:
-            bases.append(getattr(importlib.import_module(module), attr))
-        except (ImportError, AttributeError):  # pragma: no cover - optional base missing
-            continue
-    return bases
-
-
-def _check_component(kind: str, name: object, cls: object) -> str | None:
+def _check_component(kind: str, base: type, name: object, cls: object) -> str | None:
     """Why ``name -> cls`` cannot be registered in ``kind``, or None if it can."""
     if not isinstance(name, str) or not name:
         return f"component names must be non-empty strings, got {name!r}"
     if not isinstance(cls, type):
         return f"{kind} {name!r} must be a class, got {type(cls).__name__} {cls!r}"
-    specs = hookspecs.KIND_BASES.get(kind, ())
-    if specs and not issubclass(cls, tuple(_base_classes(kind))):
-        wanted = " or ".join(s.replace(":", ".") for s in specs)
-        return f"{kind} {name!r}: class {cls.__module__}.{cls.__qualname__} must subclass {wanted}"
+    if not issubclass(cls, base):
+        return f"{kind} {name!r}: class {cls.__module__}.{cls.__qualname__} must subclass {public_path(base)}"
     return None
 
 
-def collect(
-    pm: pluggy.PluginManager,
-    failures: Iterable[PluginFailure] = (),
-    dists: Mapping[str, str | None] | None = None,
-    kinds: Iterable[str] | None = None,
-) -> Registry:
-    """Call every hook of every plugin and build the registry.
-
-    Each plugin's hook is called on its own, so one failing plugin cannot hide the others. The
-    built-in plugin is collected first, so on a clash its class stays the listed one (but the
-    name still raises :class:`PluginConflictError` when looked up).
-
-    Args:
-        kinds: collect only these kinds (``encoders``, ...); ``None`` = all. Conflicts and
-            failures within a collected kind are found exactly as for a full collection.
-    """
-    dists = dict(dists or {})
-    wanted = None if kinds is None else set(kinds)
-    if wanted is not None and not wanted <= set(hookspecs.KINDS.values()):
-        raise UnknownComponentError(
-            f"unknown component kind(s) {sorted(wanted - set(hookspecs.KINDS.values()))}; "
-            f"expected some of {sorted(hookspecs.KINDS.values())}"
-        )
-    registry = Registry(
-        failures=list(failures),
-        plugins={name: dists.get(name) for name, _ in pm.list_name_plugin() if _ is not None},
-        blocked=sorted(name for name, plugin in pm.list_name_plugin() if plugin is None),
-    )
-    for hook_name, kind in hookspecs.KINDS.items():
-        if wanted is not None and kind not in wanted:
-            continue
-        comps = registry.components.setdefault(kind, {})
-        impls = sorted(
-            getattr(pm.hook, hook_name).get_hookimpls(), key=lambda i: i.plugin_name != BUILTIN_NAME
-        )
-        for impl in impls:
-            plugin = impl.plugin_name
-            dist = dists.get(plugin)
-
-            def fail(message: str, plugin: str = plugin, dist: str | None = dist) -> None:
-                registry.failures.append(PluginFailure(plugin, dist, f"{hook_name}: {message}"))
-
-            if impl.hookwrapper or impl.wrapper:
-                fail("hook wrappers are not supported for registration hooks")
-                continue
-            try:
-                mapping = impl.function()
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
-                fail(_error_text(exc))
-                continue
-            if mapping is None:  # pluggy convention: None means "nothing to add"
-                continue
-            if not isinstance(mapping, Mapping):
-                fail(f"must return a mapping name -> class, got {type(mapping).__name__}")
-                continue
-            for name, cls in mapping.items():
-                problem = _check_component(kind, name, cls)
-                if problem is not None:
-                    fail(problem)
-                    continue
-                comp = Component(kind, name, cls, plugin, dist)
-                first = comps.get(name)
-                if first is None:
-                    comps[name] = comp
-                elif first.cls is not cls or first.plugin != plugin:
-                    registry.conflicts.setdefault((kind, name), [first]).append(comp)
-                    fail(
-                        f"{kind} name {name!r} is registered by both "
-                        f"{_origin(first.plugin, first.distribution)} and {_origin(plugin, dist)}"
-                    )
-    return registry
+def public_path(cls: type) -> str:
+    """The shortest dotted path a class is importable from (``torch.nn.Module``, not
+    ``torch.nn.modules.module.Module``), among the packages of its module that are imported."""
+    parts = cls.__module__.split(".")
+    for i in range(1, len(parts)):
+        module = sys.modules.get(".".join(parts[:i]))
+        if module is not None and getattr(module, cls.__qualname__, None) is cls:
+            return f"{module.__name__}.{cls.__qualname__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def build_registry(
@@ -400,53 +451,42 @@ def build_registry(
     extra_plugins: Iterable[tuple[str, object]] = (),
     kinds: Iterable[str] | None = None,
 ) -> Registry:
-    """A fresh registry (see :func:`build_plugin_manager` for the arguments; ``kinds`` as in
-    :func:`collect`)."""
+    """A fresh registry with ``kinds`` collected (``None``: every kind; ``()``: none yet, each
+    kind is then collected when first used). See :func:`build_plugin_manager` for the other
+    arguments."""
     pm, failures, dists = build_plugin_manager(entry_points, extra_plugins)
-    return collect(pm, failures, dists, kinds)
+    return Registry(pm, failures, dists).collect(kinds)
 
 
+#: The process-wide registry (the one cache): built on first use, each kind collected when needed.
 _REGISTRY: Registry | None = None
-#: Registries holding one kind each, used by lookups while the full registry is not built yet.
-_KIND_REGISTRIES: dict[str, Registry] = {}
 
 
-def get_registry(refresh: bool = False) -> Registry:
-    """The process-wide registry, built on first use (``refresh=True`` rebuilds it)."""
+def get_registry(refresh: bool = False, kinds: Iterable[str] | None = None) -> Registry:
+    """The process-wide registry, with ``kinds`` collected (``None``: every kind).
+
+    Built on first use; ``refresh=True`` rebuilds it (after installing or blocking plugins).
+    """
     global _REGISTRY
     if _REGISTRY is None or refresh:
-        _KIND_REGISTRIES.clear()
-        _REGISTRY = build_registry()
-    return _REGISTRY
-
-
-def registry_for(kind: str) -> Registry:
-    """A registry holding at least ``kind``: the process-wide one when it is built, else one that
-    collects only ``kind`` (cached), so that e.g. building a model does not import every other
-    kind's modules (metrics, writers: seconds of imports). Same plugins, same conflict and
-    failure rules as :func:`get_registry`.
-    """
-    if _REGISTRY is not None:
-        return _REGISTRY
-    found = _KIND_REGISTRIES.get(kind)
-    if found is None:
-        found = _KIND_REGISTRIES[kind] = build_registry(kinds=(kind,))
-    return found
-
-
-def registry(kind: str) -> dict[str, type]:
-    """Mapping name -> class of one kind from the process-wide registry (conflicts left out)."""
-    return registry_for(kind).usable(kind)
+        _REGISTRY = build_registry(kinds=())
+    return _REGISTRY.collect(kinds)
 
 
 def get_component(kind: str, name: str) -> type:
-    """The class registered as ``name`` in ``kind`` (errors name both plugins of a clash, or list
-    close matches of an unknown name)."""
-    return registry_for(kind).get(kind, name)
+    """The class registered as ``name`` in ``kind``, from the process-wide registry.
+
+    Only ``kind`` is collected (building a model does not import the metrics or the writers).
+
+    Raises:
+        PluginConflictError: two plugins register ``name`` (the message names both).
+        UnknownComponentError: no such kind or name (close matches, or the plugins that failed
+            to load, are named).
+    """
+    return get_registry(kinds=()).get(kind, name)
 
 
 def reset() -> None:
     """Forget the process-wide registry (tests)."""
     global _REGISTRY
     _REGISTRY = None
-    _KIND_REGISTRIES.clear()

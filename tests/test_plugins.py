@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 import da_toolkit
 from da_toolkit import builtin, hookspecs, plugins
+from da_toolkit.models.encoders.base import Encoder
 from da_toolkit.plugins import (
     AUTOLOAD_ENV,
     BLOCK_ENV,
@@ -62,12 +63,12 @@ class FakeEntryPoint:
         return self._obj
 
 
-class TinyEncoder(nn.Module):
+class TinyEncoder(Encoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
 
-class OtherEncoder(nn.Module):
+class OtherEncoder(Encoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * 2
 
@@ -152,8 +153,41 @@ def test_hookspecs_declare_the_documented_hooks() -> None:
         assert caller.spec is not None, hook
         assert caller.spec.argnames == (), f"{hook} must take no arguments"
         assert caller.spec.function.__doc__, f"{hook} must document its contract"
-    assert set(hookspecs.KINDS) == {n for n in dir(hookspecs) if n.startswith("da_toolkit_")}
-    assert set(hookspecs.KIND_BASES) == set(hookspecs.KINDS.values())
+    assert {k.hook for k in builtin.KINDS} == {n for n in dir(hookspecs) if n.startswith("da_toolkit_")}
+    assert len({k.name for k in builtin.KINDS}) == len(builtin.KINDS)
+    assert plugins.kind_names() == sorted(k.name for k in builtin.KINDS)
+
+
+def test_kinds_table_holds_the_real_base_classes() -> None:
+    from lightning.pytorch.callbacks import BasePredictionWriter
+    from torchmetrics import Metric
+
+    from da_toolkit.models.decoders.base import Decoder
+    from da_toolkit.models.encoders.base import Encoder
+
+    bases = {k.name: k.base for k in builtin.KINDS}
+    assert bases == {
+        "encoders": Encoder,
+        "decoders": Decoder,
+        "perturbations": nn.Module,
+        "losses": nn.Module,
+        "datasources": Dataset,
+        "metrics": Metric,
+        "writers": BasePredictionWriter,
+    }
+
+
+def test_builtin_plugin_names_no_modules_by_string() -> None:
+    """The built-in hooks import their classes (no module/attribute strings), and importing the
+    built-in plugin imports no component package."""
+    source = Path(builtin.__file__).read_text()
+    assert "import_module" not in source and "getattr(" not in source
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, da_toolkit.builtin, da_toolkit.plugins; "
+         "print(sorted(m for m in sys.modules if m.startswith(('da_toolkit.', 'torch', 'lightning'))))"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert json.loads(done.stdout.replace("'", '"')) == ["da_toolkit.builtin", "da_toolkit.hookspecs", "da_toolkit.plugins"]
 
 
 def test_builtin_is_an_ordinary_plugin_using_the_same_hooks() -> None:
@@ -161,7 +195,7 @@ def test_builtin_is_an_ordinary_plugin_using_the_same_hooks() -> None:
     assert pm.get_plugin(plugins.BUILTIN_NAME) is builtin
     assert dists[plugins.BUILTIN_NAME] == "da-toolkit"
     implemented = {c.name for c in pm.get_hookcallers(builtin)}
-    assert implemented == set(hookspecs.KINDS), "builtin must implement every hook"
+    assert implemented == {k.hook for k in builtin.KINDS}, "builtin must implement every hook"
     assert failures == []
 
 
@@ -242,7 +276,7 @@ def installed_fake(monkeypatch: pytest.MonkeyPatch) -> FakeEntryPoint:
 
 def test_autoload_reads_installed_entry_points(installed_fake: FakeEntryPoint) -> None:
     assert plugins.get_component("encoders", "auto_enc") is TinyEncoder
-    assert plugins.registry("encoders")["auto_enc"] is TinyEncoder
+    assert plugins.get_registry().usable("encoders")["auto_enc"] is TinyEncoder
     assert installed_fake.loads == 1
     plugins.get_component("encoders", "auto_enc")  # cached process-wide registry
     assert installed_fake.loads == 1
@@ -346,15 +380,19 @@ def test_non_class_and_wrong_base_values_are_rejected_individually() -> None:
         return None
 
     plug = make_plugin(
-        encoders={"fn": not_a_class, "ok": TinyEncoder, "ds": TinySource, "": TinyEncoder},
+        encoders={"fn": not_a_class, "ok": TinyEncoder, "ds": TinySource, "": TinyEncoder, "plain": TinyLoss},
     )
     reg = build_registry(entry_points=[FakeEntryPoint("mixed", plug)])
     assert own(reg, "encoders", "mixed") == {"ok"}
     errors = " ".join(f.error for f in plugin_failures(reg))
     assert "'fn' must be a class" in errors
-    assert "TinySource must subclass torch.nn.Module" in errors
+    # the real base of the kind, not just nn.Module: a plain module is no encoder
+    assert "TinySource must subclass da_toolkit.models.encoders.Encoder" in errors
+    assert "TinyLoss must subclass da_toolkit.models.encoders.Encoder" in errors
     assert "non-empty strings" in errors
-    assert len(plugin_failures(reg)) == 3
+    assert len(plugin_failures(reg)) == 4
+    with pytest.raises(UnknownComponentError, match=r"'plain'.*mixed.*TinyLoss must subclass"):
+        reg.get("encoders", "plain")  # the refusal is named when the name is looked up
 
 
 def test_datasource_must_be_a_dataset() -> None:
@@ -620,7 +658,7 @@ def test_toolkit_keeps_working_with_broken_plugins(monkeypatch: pytest.MonkeyPat
     ]
     monkeypatch.setattr(plugins, "_REGISTRY", build_registry(entry_points=eps))
     assert plugins.get_component("encoders", "healthy_enc") is TinyEncoder
-    assert plugins.registry("losses").keys() == {n for n in losses.BUILTIN_LOSSES if n != builtin_name}
+    assert plugins.get_registry().usable("losses").keys() == {n for n in losses.BUILTIN_LOSSES if n != builtin_name}
     with pytest.raises(PluginConflictError, match="'builtin'.*'thief'"):
         plugins.get_component("losses", builtin_name)
     reported = {f.plugin for f in plugin_failures(plugins.get_registry())}
@@ -651,7 +689,7 @@ def test_model_lookup_reports_a_plugin_clash_on_a_builtin_encoder_name(monkeypat
     it fail naming both plugins (it used to silently pick the built-in one)."""
     from da_toolkit.models import build_model, load_model
 
-    class Thief(nn.Module):
+    class Thief(Encoder):
         pass
 
     eps = [FakeEntryPoint("thief", make_plugin(encoders={"dinov2": Thief}), "thief-dist")]
@@ -665,25 +703,25 @@ def test_model_lookup_reports_a_plugin_clash_on_a_builtin_encoder_name(monkeypat
 def test_model_lookup_uses_autoloaded_plugins_and_only_collects_the_kind(
     installed_fake: FakeEntryPoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without a process-wide registry, a model lookup collects just its kind (cheap) from the
-    same plugins: a clash from an installed plugin is still reported, and a plugin encoder is
+    """A model lookup collects just its kind (cheap) into the one process-wide registry, from
+    the same plugins: a clash from an installed plugin is still reported, and a plugin encoder is
     usable by name in a model config."""
     from da_toolkit.models import build_model, describe_model
     from da_toolkit.models.encoders.dinov2 import DINOv2Encoder
 
-    calls: list[tuple[str, ...] | None] = []
-    real_build = plugins.build_registry
+    hooks_called: list[str] = []
+    real_collect = plugins.Registry._collect_kind
 
-    def spy(*args: object, **kwargs: object) -> plugins.Registry:
-        calls.append(tuple(kwargs["kinds"]) if kwargs.get("kinds") is not None else None)
-        return real_build(*args, **kwargs)
+    def spy(self: plugins.Registry, kind: object) -> None:
+        hooks_called.append(kind.name)  # type: ignore[attr-defined]
+        real_collect(self, kind)
 
-    monkeypatch.setattr(plugins, "build_registry", spy)
+    monkeypatch.setattr(plugins.Registry, "_collect_kind", spy)
     assert plugins.get_component("encoders", "dinov2") is DINOv2Encoder
-    assert calls == [("encoders",)] and installed_fake.loads == 1
-    assert plugins._REGISTRY is None  # the full registry was not built
+    assert hooks_called == ["encoders"] and installed_fake.loads == 1
+    assert plugins.get_registry(kinds=()).collected == {"encoders"}
     assert plugins.get_component("encoders", "auto_enc") is TinyEncoder  # cached
-    assert calls == [("encoders",)]
+    assert hooks_called == ["encoders"] and installed_fake.loads == 1
     tiny = {"class_path": "DepthModel", "init_args": {
         "encoder": {"class_path": "dinov2", "init_args": {"embed_dim": 32, "depth": 1, "num_heads": 2,
                                                           "img_size": 28, "layer_indices": [0, 0, 0, 0]}},
@@ -695,8 +733,11 @@ def test_model_lookup_uses_autoloaded_plugins_and_only_collects_the_kind(
     plugins.reset()
     with pytest.raises(PluginConflictError, match="'builtin'.*'auto'.*auto-dist"):
         build_model(tiny)
-    # get_registry() replaces the per-kind registries
-    assert plugins.get_registry() is plugins.registry_for("encoders")
+    # one cache: the full registry is the same object, completed
+    partial = plugins.get_registry(kinds=())
+    assert partial.collected == {"encoders"}
+    assert plugins.get_registry() is partial and partial.collected == set(plugins.kind_names())
+    assert installed_fake.loads == 2  # once per registry: before and after reset()
 
 
 def test_collect_rejects_unknown_kinds() -> None:

@@ -6,7 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from da_toolkit import hookspecs
 from da_toolkit.plugins import (
     AUTOLOAD_ENV,
     BLOCK_ENV,
@@ -14,6 +13,7 @@ from da_toolkit.plugins import (
     Registry,
     autoload_disabled,
     get_registry,
+    kind_names,
 )
 
 
@@ -22,7 +22,7 @@ def _origin(plugin: str, distribution: str | None) -> str:
 
 
 def _kinds(registry: Registry, kind: str | None) -> list[str]:
-    return [kind] if kind is not None else sorted(registry.components)
+    return [kind] if kind is not None else kind_names()
 
 
 def format_registry(registry: Registry, kind: str | None = None) -> str:
@@ -101,13 +101,13 @@ def main(argv: list[str]) -> int:
         f"{BLOCK_ENV}=a,b to block some by name, {EXTRA_ENV}=pkg.module to load a module as a "
         "plugin.",
     )
-    parser.add_argument("--kind", choices=sorted(hookspecs.KINDS.values()), help="list one kind only")
+    parser.add_argument("--kind", choices=kind_names(), help="list one kind only")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 if any plugin failed or clashed"
     )
     args = parser.parse_args(argv)
-    registry = get_registry()
+    registry = get_registry(kinds=None if args.kind is None else [args.kind])
     if args.json:
         print(json.dumps(registry_as_dict(registry, args.kind), indent=2))
     else:

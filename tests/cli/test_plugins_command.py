@@ -15,15 +15,16 @@ from torch import nn
 
 from da_toolkit import cli, hookimpl, plugins
 from da_toolkit.cli import plugins as command
+from da_toolkit.models.encoders.base import Encoder
 from da_toolkit.plugins import AUTOLOAD_ENV, BLOCK_ENV, EXTRA_ENV
 
 
-class CmdEncoder(nn.Module):
+class CmdEncoder(Encoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
 
-class CmdOtherEncoder(nn.Module):
+class CmdOtherEncoder(Encoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -x
 
