@@ -164,8 +164,76 @@ CANDIDATES: dict[str, dict[str, object]] = {
 }
 
 
+#: documented / default Predictor configurations checked against plain fp32 eager (``--vs-fp32``)
+PREDICTOR_CONFIGS: dict[str, dict[str, object]] = {
+    "default (fp32, eager)": {},
+    "bf16-mixed": {"precision": "bf16-mixed"},
+    "bf16-mixed compile": {"precision": "bf16-mixed", "compile": True},
+    "bf16-true": {"precision": "bf16-true"},
+    "bf16-true compile": {"precision": "bf16-true", "compile": True},
+}
+
+
+def vs_fp32(args: argparse.Namespace) -> None:
+    """Every documented Predictor configuration against plain fp32 eager, side by side in one run.
+
+    For each configuration: one warm-up call (compilation included there, and timed separately),
+    then ``--reps`` calls alternating with the fp32 eager baseline on the same images; medians of
+    wall and CPU seconds. A configuration slower than the baseline is flagged.
+    """
+    from da_toolkit import load_model
+    from da_toolkit.inference import Predictor
+
+    size = args.size
+    torch.manual_seed(0)
+    model = load_model("depth-anything-v2-vits").eval()
+    images = [im[:size, :size] for im in synthetic_images(args.images)]
+    names = args.configs or list(PREDICTOR_CONFIGS)
+
+    def timed(run: Callable[[], object]) -> tuple[float, float]:
+        t, c = time.perf_counter(), time.process_time()
+        run()
+        return time.perf_counter() - t, time.process_time() - c
+
+    base = Predictor(model, precision="32", batch_size=args.batch_size, input_size=size, progress=False, num_workers=0)
+    base.predict(images)  # warm-up
+    print(f"load average before: {load_average()}; images {args.images} x {size}x{size}, batch {args.batch_size}")
+    rows = []
+    for name in names:
+        pred = Predictor(model, progress=False, input_size=size, num_workers=0, batch_size=args.batch_size,
+                         speed_check=not args.no_speed_check, **PREDICTOR_CONFIGS[name])  # type: ignore[arg-type]
+        warm, _ = timed(lambda: pred.predict(images))
+        b_wall, b_cpu, o_wall, o_cpu = [], [], [], []
+        for _ in range(args.reps):
+            w, c = timed(lambda: base.predict(images))
+            b_wall.append(w)
+            b_cpu.append(c)
+            w, c = timed(lambda: pred.predict(images))
+            o_wall.append(w)
+            o_cpu.append(c)
+        bw, bc = statistics.median(b_wall) / args.images, statistics.median(b_cpu) / args.images
+        ow, oc = statistics.median(o_wall) / args.images, statistics.median(o_cpu) / args.images
+        flag = "" if oc <= bc * 1.05 else "  SLOWER than fp32 eager"
+        choices = getattr(pred._fn, "choices", None)  # the speed check's pick per input shape
+        if choices:
+            flag += "  speed check: " + ", ".join(f"{c[0]} ({c[1]:.2f} s vs fp32 {c[2]:.2f} s)" for c in choices.values())
+        rows.append(f"| {name} | {warm:.1f} | {bw:.2f} / {bc:.2f} | {ow:.2f} / {oc:.2f} | {bc / oc:.2f}x |{flag}")
+        print(rows[-1], flush=True)
+    print(f"load average after: {load_average()}")
+    print("| configuration | first call s (incl. compile) | fp32 eager s/img wall / CPU | config s/img wall / CPU | "
+          "speed-up (CPU s) |")
+    print("| --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--vs-fp32", action="store_true",
+                   help="time every documented Predictor configuration against plain fp32 eager instead")
+    p.add_argument("--configs", nargs="*", default=None, help=f"with --vs-fp32: subset of {', '.join(PREDICTOR_CONFIGS)}")
+    p.add_argument("--size", type=int, default=SIZE, help="with --vs-fp32: square image side (default 518)")
+    p.add_argument("--no-speed-check", action="store_true",
+                   help="with --vs-fp32: Predictor(speed_check=False), the configurations as they are")
     p.add_argument("--images", type=int, default=4, help="images per timed repetition (default 4)")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per side (default 3)")
     p.add_argument("--batch-size", type=int, default=4, help="our batch size (default 4)")
@@ -176,6 +244,9 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.vs_fp32:
+        vs_fp32(args)
+        return
     names = args.candidates or list(CANDIDATES)
     unknown = set(names) - set(CANDIDATES)
     if unknown:
