@@ -21,7 +21,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["DPT_LEVELS", "EncoderContractError", "check_encoder", "check_model", "dry_input_size"]
+__all__ = [
+    "DPT_LEVELS",
+    "EncoderContractError",
+    "check_encoder",
+    "check_model",
+    "dry_input_size",
+    "input_channels",
+]
 
 #: Number of encoder levels the DPT decoder fuses.
 DPT_LEVELS = 4
@@ -79,10 +86,16 @@ def _dry_forward(module: nn.Module, x: torch.Tensor, what: str, where: str) -> A
             m.training = training
 
 
-def _input_for(module: nn.Module, size: tuple[int, int]) -> torch.Tensor:
+def input_channels(encoder: nn.Module) -> int:
+    """Channels of the encoder's input: its ``in_channels`` attribute if it has one, else 3 (RGB)."""
+    value = getattr(encoder, "in_channels", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 3
+
+
+def _input_for(module: nn.Module, size: tuple[int, int], channels: int) -> torch.Tensor:
     ref = next((t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()), None)
     g = torch.Generator().manual_seed(0)  # never touches the global random state
-    x = torch.randn(1, 3, *size, generator=g)
+    x = torch.randn(1, channels, *size, generator=g)
     return x if ref is None else x.to(device=ref.device, dtype=ref.dtype)
 
 
@@ -97,7 +110,7 @@ def check_encoder(
 
     Checks the declarations (``out_channels`` and ``reductions``: equal-length lists of positive
     ints, ``levels`` of them if given, e.g. :data:`DPT_LEVELS`; ``patch_size`` ``None`` or a
-    positive int), then runs one forward on a ``(1,3,H,W)`` input (:func:`dry_input_size`, or
+    positive int), then runs one forward on a ``(1,C,H,W)`` input (``C`` = :func:`input_channels`) (:func:`dry_input_size`, or
     ``input_size``) in eval mode without gradients and checks that it returns ``features`` with
     one ``(1, out_channels[i], H/reductions[i], W/reductions[i])`` map per level (strides
     included) and ``cls_tokens`` ``None`` or one ``(1, out_channels[i])`` per level. ``where``
@@ -126,7 +139,8 @@ def check_encoder(
     if patch is not None and (isinstance(patch, bool) or not isinstance(patch, int) or patch <= 0):
         raise EncoderContractError(f"{where}: {name}.patch_size must be None or a positive int, got {patch!r}")
     size = input_size or dry_input_size(encoder)
-    out = _dry_forward(encoder, _input_for(encoder, size), "encoder contract check", where)
+    c_in = input_channels(encoder)
+    out = _dry_forward(encoder, _input_for(encoder, size, c_in), "encoder contract check", where)
     features = getattr(out, "features", None)
     if not isinstance(features, (list, tuple)) or not all(isinstance(f, torch.Tensor) for f in features):
         raise EncoderContractError(
@@ -142,7 +156,7 @@ def check_encoder(
         ]
         raise EncoderContractError(
             f"{where}: {name} declares out_channels {channels} and reductions {reductions}, so a "
-            f"(1,3,{h},{w}) input should give {len(expected)} levels CxHxW {expected}; it returned "
+            f"(1,{c_in},{h},{w}) input should give {len(expected)} levels CxHxW {expected}; it returned "
             f"{len(got)} levels {got} (strides {strides})"
         )
     cls_tokens = getattr(out, "cls_tokens", None)
@@ -167,10 +181,11 @@ def check_model(model: nn.Module, where: str = "model", input_size: tuple[int, i
     check_encoder(encoder, f"{where}.init_args.encoder", levels=levels, input_size=input_size)
     size = input_size or dry_input_size(encoder)
     key = f"{where}.init_args.decoder"
-    out = _dry_forward(model, _input_for(model, size), f"decoder {_class_name(decoder)}", key)
+    c_in = input_channels(encoder)
+    out = _dry_forward(model, _input_for(model, size, c_in), f"decoder {_class_name(decoder)}", key)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, *size) or not out.is_floating_point():
         got = f"{out.dtype} tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
         raise EncoderContractError(
-            f"{key}: {_class_name(decoder)} returned a {got} for a (1,3,{size[0]},{size[1]}) input; "
+            f"{key}: {_class_name(decoder)} returned a {got} for a (1,{c_in},{size[0]},{size[1]}) input; "
             f"expected (B,H,W) = (1, {size[0]}, {size[1]}) floats"
         )

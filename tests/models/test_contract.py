@@ -138,3 +138,15 @@ def test_check_model_on_the_tiny_model_and_a_wrong_decoder_output() -> None:
     with pytest.raises(EncoderContractError, match=r"^model\.init_args\.decoder: .*FlatDecoder returned a torch\.float32 "
                        r"tensor of shape \(1, 1, 28, 42\) .*expected \(B,H,W\) = \(1, 28, 42\)"):  # fmt: skip
         check_model(bad)
+
+
+def test_smp_encoders_extra_input_channels_and_dilated_strides() -> None:
+    from da_toolkit.models.decoders.smp_decoder import SmpDecoder
+    from da_toolkit.models.encoders import SmpEncoder
+
+    rgbd = SmpEncoder("resnet18", in_channels=4)
+    check_encoder(rgbd, KEY, levels=4)  # the dry input has the encoder's 4 channels
+    dilated = SmpEncoder("resnet18", output_stride=16)
+    assert dilated.reductions == [4, 8, 16, 16]
+    check_encoder(dilated, KEY, levels=4)
+    check_model(DepthModel(SmpEncoder("resnet18"), SmpDecoder("fpn")))
