@@ -138,6 +138,7 @@ def fit_part(cfg: dict[str, Any], workdir: str) -> list[dict[str, Any]]:
                 wall, _ = bench_training.lightning_steps(task, data, cfg["steps"], cfg["warmup"], workdir,
                                                          precision=cfg["precision"], accelerator=accelerator)
                 row["total_s"] = time.perf_counter() - t
+                row["step_seconds"] = wall
                 row["steps"] = len(wall)
                 row["steps_per_s"] = len(wall) / sum(wall)
                 row["images_per_s"] = row["steps_per_s"] * 3 * cfg["batch"]
