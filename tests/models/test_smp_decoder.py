@@ -190,3 +190,17 @@ def test_feature_alignment_with_a_projector_between_smp_and_convnext_features() 
     loss.backward()
     assert loss_fn.projector.weight.grad is not None and loss_fn.projector.weight.grad.abs().sum() > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+
+
+@pytest.mark.slow  # dynamo export: ~10-30 s each on the shared machine
+@pytest.mark.parametrize("arch", ["unet", "fpn"])
+def test_onnx_export_with_onnxruntime_parity(arch: str, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from da_toolkit.inference.export import check_onnx, export_onnx
+
+    model = _perturbed(_model(arch)).eval()
+    path = export_onnx(model, tmp_path / f"{arch}.onnx")
+    results = check_onnx(model, path)  # other batch / height / width than the traced ones
+    assert len(results) == 2
+    for r in results:
+        assert r.max_abs_diff <= 1e-4 * max(r.max_abs_output, 1.0), r
