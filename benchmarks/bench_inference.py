@@ -202,13 +202,13 @@ def vs_fp32(args: argparse.Namespace) -> None:
     for name in names:
         pred = Predictor(model, progress=False, input_size=size, num_workers=0, batch_size=args.batch_size,
                          speed_check=not args.no_speed_check, **PREDICTOR_CONFIGS[name])  # type: ignore[arg-type]
-        warm, _ = timed(lambda: pred.predict(images))
+        warm, _ = timed(lambda pred=pred: pred.predict(images))
         b_wall, b_cpu, o_wall, o_cpu = [], [], [], []
         for _ in range(args.reps):
             w, c = timed(lambda: base.predict(images))
             b_wall.append(w)
             b_cpu.append(c)
-            w, c = timed(lambda: pred.predict(images))
+            w, c = timed(lambda pred=pred: pred.predict(images))
             o_wall.append(w)
             o_cpu.append(c)
         bw, bc = statistics.median(b_wall) / args.images, statistics.median(b_cpu) / args.images
@@ -333,8 +333,8 @@ def main() -> None:
     print(f"\nratio (ours / transformers), wall-clock images/s: {ratio:.2f}x; deviation {100 * dev:.3f} %; "
           f"target >= 3x at <= 2 %: {verdict}")
     print(f"ratio of CPU seconds per image (transformers / ours; insensitive to other load): {cpu_ratio:.2f}x")
-    print(f"raw wall seconds: transformers {['%.2f' % s for s in hf_secs]}, ours {['%.2f' % s for s in ours_secs]}")
-    print(f"raw CPU seconds: transformers {['%.2f' % s for s in hf_cpu]}, ours {['%.2f' % s for s in ours_cpu]}")
+    print(f"raw wall seconds: transformers {[f'{s:.2f}' for s in hf_secs]}, ours {[f'{s:.2f}' for s in ours_secs]}")
+    print(f"raw CPU seconds: transformers {[f'{s:.2f}' for s in hf_cpu]}, ours {[f'{s:.2f}' for s in ours_cpu]}")
 
 
 if __name__ == "__main__":

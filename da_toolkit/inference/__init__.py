@@ -25,7 +25,15 @@ _LAZY = {
     "OnnxDepthModel": "da_toolkit.inference.export",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "DepthPredictionTask",
+    "InferenceData",
+    "OnnxDepthModel",
+    "PredictionItem",
+    "Predictor",
+    "TemporalSmoother",
+    "export_onnx",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -122,7 +122,11 @@ def load_export_model(model: str | None, weights: str | None, overrides: Mapping
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``da-toolkit export``; returns the exit status (see the module docstring)."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    from da_toolkit.inference.export import check_onnx, default_check_shapes, export_onnx
+    from da_toolkit.inference.export import (
+        check_onnx,
+        default_check_shapes,
+        export_onnx,
+    )
     from da_toolkit.inference.guards import require_trained_model
     from da_toolkit.models.inference_core import input_multiple
 

@@ -93,7 +93,6 @@ def write_ply(
     if colors is not None:
         header += ["property uchar red", "property uchar green", "property uchar blue"]
     header += ["end_header"]
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(("\n".join(header) + "\n").encode("ascii"))
-            f.write(rec.tobytes())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(("\n".join(header) + "\n").encode("ascii"))
+        f.write(rec.tobytes())

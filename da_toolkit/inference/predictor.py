@@ -14,9 +14,20 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from da_toolkit.inference.datasets import ImageLike, ImageListDataset, bucket_sampler, collate_inference
+from da_toolkit.inference.datasets import (
+    ImageLike,
+    ImageListDataset,
+    bucket_sampler,
+    collate_inference,
+)
 from da_toolkit.inference.items import PredictionItem
-from da_toolkit.inference.runner import PRECISIONS, ModelFn, check_precision, precision_context, run_batch
+from da_toolkit.inference.runner import (
+    PRECISIONS,
+    ModelFn,
+    check_precision,
+    precision_context,
+    run_batch,
+)
 from da_toolkit.models.inference_core import align_corners_of, input_multiple
 
 

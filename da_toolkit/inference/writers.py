@@ -14,7 +14,12 @@ from da_toolkit.data.io import atomic_path
 from da_toolkit.inference.colorize import colorize, side_by_side
 from da_toolkit.inference.items import PredictionItem
 from da_toolkit.inference.png16 import write_png16
-from da_toolkit.inference.pointcloud import Intrinsics, backproject, disparity_to_depth, write_ply
+from da_toolkit.inference.pointcloud import (
+    Intrinsics,
+    backproject,
+    disparity_to_depth,
+    write_ply,
+)
 from da_toolkit.inference.video import DepthVideoWriter
 from da_toolkit.inference.writer_base import DepthWriter
 
@@ -29,9 +34,8 @@ class NpyWriter(DepthWriter):
 
     def write_item(self, item: PredictionItem) -> None:
         assert item.depth is not None
-        with atomic_path(self.output_path(item.meta)) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, np.asarray(item.depth, dtype=np.float32))
+        with atomic_path(self.output_path(item.meta)) as tmp, open(tmp, "wb") as f:
+            np.save(f, np.asarray(item.depth, dtype=np.float32))
 
 
 class Png16Writer(DepthWriter):

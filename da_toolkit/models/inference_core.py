@@ -26,19 +26,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from da_toolkit.models.preprocess import DEFAULT_MAX_PIXELS, normalize, prepare_image, target_size
+from da_toolkit.models.preprocess import (
+    DEFAULT_MAX_PIXELS,
+    normalize,
+    prepare_image,
+    target_size,
+)
 
 __all__ = [
     "ModelFn",
-    "input_multiple",
     "align_corners_of",
-    "network_size",
-    "prepare_rgb",
-    "upsample",
     "group_by_shape",
-    "run_prepared",
-    "predict_tensor",
+    "input_multiple",
+    "network_size",
     "predict_rgb",
+    "predict_tensor",
+    "prepare_rgb",
+    "run_prepared",
+    "upsample",
 ]
 
 #: ``(B,3,h,w)`` ImageNet-normalised -> ``(B,h,w)`` disparity or metres

@@ -77,9 +77,8 @@ def test_export_refuses_random_weights_unless_allowed(tmp_path, capsys):
 
 
 def test_stride_32_cnn_exports_with_dynamic_sizes_in_multiples_of_32(tmp_path):
-    from tests.inference.test_inference_core import _TinyCNN  # noqa: PLC0415
-
     from da_toolkit.models.decoders.dpt import DPTDecoder
+    from tests.inference.test_inference_core import _TinyCNN
 
     torch.manual_seed(0)
     model = DepthModel(_TinyCNN(), DPTDecoder(features=8, out_channels=(8, 8, 8, 8))).eval()

@@ -15,7 +15,12 @@ from da_toolkit.inference.predictor import Predictor
 from da_toolkit.models.decoders.dpt import DPTDecoder
 from da_toolkit.models.depth_model import DepthModel
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
-from da_toolkit.models.inference_core import input_multiple, network_size, predict_rgb, predict_tensor
+from da_toolkit.models.inference_core import (
+    input_multiple,
+    network_size,
+    predict_rgb,
+    predict_tensor,
+)
 
 
 class _TinyCNN(Encoder):

@@ -83,9 +83,8 @@ def test_writers_registered_by_short_name():
 def test_atomic_path_keeps_target_on_error(tmp_path):
     target = tmp_path / "out.npy"
     target.write_bytes(b"old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("crash")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.npy"]

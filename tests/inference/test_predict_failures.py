@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from da_toolkit.cli import main
-from da_toolkit.inference.inputs import InputError, discover_inputs
 from da_toolkit.inference.guards import RandomWeightsError, require_trained_model
+from da_toolkit.inference.inputs import InputError, discover_inputs
 from da_toolkit.models.tiny import build_tiny_model
 from da_toolkit.models.weights import save_weights
 

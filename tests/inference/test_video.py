@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from da_toolkit.cli import main
-from da_toolkit.inference.video import TemporalSmoother, flicker, iter_video_frames, write_video
+from da_toolkit.inference.video import (
+    TemporalSmoother,
+    flicker,
+    iter_video_frames,
+    write_video,
+)
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 

@@ -7,7 +7,13 @@ from PIL import Image
 
 from da_toolkit.inference.items import PredictionItem
 from da_toolkit.inference.png16 import TEXT_KEY, read_png16
-from da_toolkit.inference.writers import BUILTIN_WRITERS, ColormapWriter, NpyWriter, PlyWriter, Png16Writer
+from da_toolkit.inference.writers import (
+    BUILTIN_WRITERS,
+    ColormapWriter,
+    NpyWriter,
+    PlyWriter,
+    Png16Writer,
+)
 
 
 def _item(depth, kind="disparity", id_="sub/a", image=None):

@@ -27,9 +27,9 @@ from torch import nn
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
 
 __all__ = [
-    "DINOv2Encoder",
     "DINOV2_SIZES",
     "V2_LAYER_INDICES",
+    "DINOv2Encoder",
     "bicubic_matrix",
     "resample_pos_embed",
     "traceable_pos_embed",
@@ -121,7 +121,7 @@ def traceable_pos_embed(pos_embed: torch.Tensor, grid_h: int | torch.SymInt,
     """The official resampling of ``pos_embed`` ``(1, 1 + S*S, C)`` to ``(1, 1 + grid_h*grid_w, C)``
     with sizes that may be symbolic: bicubic as :func:`bicubic_matrix` products, and the official
     shortcut (stored grid used as is when the token grid equals it) as a ``torch.where``."""
-    side = int(round((pos_embed.shape[1] - 1) ** 0.5))
+    side = round((pos_embed.shape[1] - 1) ** 0.5)
     dim = pos_embed.shape[2]
     grid = pos_embed[:, 1:].float().reshape(side, side, dim)
     mh = bicubic_matrix(grid_h, side, like=pos_embed)
