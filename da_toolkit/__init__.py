@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def load_model(
     preset_or_path: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None, **overrides: Any
-) -> "DepthModel":
+) -> DepthModel:
     """Build a preset (optionally loading local weights) or rebuild a self-describing weights
     file (``load_model("final.safetensors")``, like ``from_pretrained``); never downloads.
 

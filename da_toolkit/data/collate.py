@@ -16,6 +16,7 @@ def collate_samples(items: list[dict[str, Any]], *, require_depth: bool = False,
     ``depth_kind`` (list), ``seg (B,H,W)``, ``intrinsics (B,3,3)``.
 
     Args:
+        items: transformed samples (dicts of tensors and ``meta``).
         require_depth: error if an item has no depth (labeled streams).
         pad: pad items of different sizes at the bottom/right (zeros, ``valid`` False, ``seg``
             255); without it different sizes are an error.

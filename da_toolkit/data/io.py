@@ -225,7 +225,7 @@ def ordinary_file_mode(path: str | Path) -> int:
 
 
 def fsync_dir(path: str | Path) -> None:
-    """fsync a directory so that a rename inside it survives a power loss (no-op where unsupported)."""
+    """Call fsync on a directory so that a rename inside it survives a power loss (no-op where unsupported)."""
     if sys.platform == "win32":  # pragma: no cover - directories cannot be opened there
         return
     try:

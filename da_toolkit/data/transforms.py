@@ -106,6 +106,7 @@ class TrainTransform:
         self.generator = generator
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """Resize the shorter side to the crop size, random-crop a square, maybe flip; tensors out."""
         item = resize_shorter_side(to_tensors(sample), self.crop_size)
         h, w = item["image"].shape[-2:]
         c = self.crop_size
@@ -121,4 +122,5 @@ class EvalTransform:
     """Evaluation: tensors at the original resolution (metrics at ground-truth size)."""
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """The sample as tensors at its original resolution."""
         return to_tensors(sample)

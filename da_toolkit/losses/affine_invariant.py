@@ -72,6 +72,7 @@ class AffineInvariantLoss(nn.Module):
         self.trim = float(trim)
 
     def extra_repr(self) -> str:
+        """Settings shown in ``repr(module)``."""
         return f"trim={self.trim}"
 
     def per_sample(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:

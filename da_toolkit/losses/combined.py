@@ -79,6 +79,7 @@ class WeightedLosses(nn.Module):
         return LossOutput(total=total, terms=values)
 
     def extra_repr(self) -> str:
+        """Settings shown in ``repr(module)``."""
         return "weights=" + ", ".join(f"{k}: {v:g}" for k, v in self.weights.items())
 
 

@@ -58,6 +58,7 @@ class FeatureAlignmentLoss(nn.Module):
             self.projector = nn.Conv2d(student_channels, frozen_channels, kernel_size=1)
 
     def extra_repr(self) -> str:
+        """Settings shown in ``repr(module)``."""
         return f"margin={self.margin}"
 
     def per_sample(self, student: Tensor, frozen: Tensor) -> tuple[Tensor, Tensor]:

@@ -66,6 +66,7 @@ class GradientMatchingLoss(nn.Module):
         self.reduction = reduction
 
     def extra_repr(self) -> str:
+        """Settings shown in ``repr(module)``."""
         return f"scales={self.scales}, reduction={self.reduction!r}"
 
     def _residual(self, pred: Tensor, target: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:

@@ -58,6 +58,7 @@ class SiLogLoss(nn.Module):
         self.reduction = reduction
 
     def extra_repr(self) -> str:
+        """Settings shown in ``repr(module)``."""
         return (
             f"lambd={self.lambd}, min_depth={self.min_depth}, max_depth={self.max_depth}, reduction={self.reduction!r}"
         )

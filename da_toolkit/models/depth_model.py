@@ -127,6 +127,10 @@ class DepthModel(RecordsInitArgs, nn.Module):
     def forward(
         self, x: torch.Tensor, return_features: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, EncoderOutput]:
+        """``x`` (B,3,H,W) ImageNet-normalised, sides multiples of ``input_multiple`` -> (B,H,W).
+
+        With ``return_features``, also the encoder's output.
+        """
         enc = self.encoder(x)
         depth = self.decoder(enc, (x.shape[-2], x.shape[-1]))
         if return_features:

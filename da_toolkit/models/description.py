@@ -157,7 +157,7 @@ _OPTION_RE = re.compile(r"Option '([^']+)' is not accepted")
 
 
 def _one_line(exc: BaseException, where: str) -> str:
-    """jsonargparse's nested message as one line: ``where.encoder.embed_dimm: ...``."""
+    """The nested message of jsonargparse as one line: ``where.encoder.embed_dimm: ...``."""
     text = str(exc)
     keys = [k for k in _KEY_RE.findall(text) if k != "model"]
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]

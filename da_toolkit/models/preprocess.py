@@ -84,7 +84,8 @@ def target_size(
     up when the nearest multiple falls below ``input_size``.
 
     Args:
-        h, w: image size in pixels.
+        h: image height in pixels.
+        w: image width in pixels.
         input_size: lower bound of the shorter side of the network input (pixels).
         multiple: each output side is a multiple of this (the model's input multiple; the
             default is the official releases' patch size).

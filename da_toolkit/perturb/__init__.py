@@ -8,10 +8,10 @@ Registered by the built-in plugin under the short names of :data:`BUILTIN_PERTUR
 from da_toolkit.perturb.base import Params, PhotometricPerturbation
 from da_toolkit.perturb.colour import ColorJitter, GaussianBlur, RandomGrayscale
 from da_toolkit.perturb.compose import PhotometricSequence, StrongPhotometric
+from da_toolkit.perturb.cutmix import CutMix, CutMixOutput, box_area_fraction, box_mask, mix_with_mask
 
 #: Alias of :class:`StrongPhotometric` (the SPEC 3 composition).
 StrongPerturbation = StrongPhotometric
-from da_toolkit.perturb.cutmix import CutMix, CutMixOutput, box_area_fraction, box_mask, mix_with_mask
 
 BUILTIN_PERTURBATIONS: dict[str, type] = {
     "color_jitter": ColorJitter,

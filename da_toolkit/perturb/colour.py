@@ -76,10 +76,12 @@ class ColorJitter(PhotometricPerturbation):
         self.p = check_probability("ColorJitter", p)
 
     def extra_repr(self) -> str:
+        """Settings shown in ``repr(module)``."""
         b, c, s = (self.ranges[k][1] - 1.0 for k in ("brightness", "contrast", "saturation"))
         return f"brightness={b:g}, contrast={c:g}, saturation={s:g}, hue={self.hue:g}, p={self.p:g}"
 
     def sample_params(self, batch_size: int, generator: torch.Generator | None = None) -> Params:
+        """Draw the per-image parameters of a batch (replayable with :meth:`apply`)."""
         params: Params = {"applied": bernoulli(self.p, batch_size, generator)}
         for name, (low, high) in self.ranges.items():
             params[name] = uniform(low, high, batch_size, generator)
@@ -88,6 +90,7 @@ class ColorJitter(PhotometricPerturbation):
         return params
 
     def apply(self, images: Tensor, params: Params) -> Tensor:
+        """Apply recorded ``params`` to ``images`` (B,3,H,W) in [0,1]; same shape and range."""
         check_images(type(self).__name__, images)
         device, dtype = images.device, images.dtype
 
@@ -121,12 +124,15 @@ class RandomGrayscale(PhotometricPerturbation):
         self.p = check_probability("RandomGrayscale", p)
 
     def extra_repr(self) -> str:
+        """Settings shown in ``repr(module)``."""
         return f"p={self.p:g}"
 
     def sample_params(self, batch_size: int, generator: torch.Generator | None = None) -> Params:
+        """Draw the per-image parameters of a batch (replayable with :meth:`apply`)."""
         return {"applied": bernoulli(self.p, batch_size, generator)}
 
     def apply(self, images: Tensor, params: Params) -> Tensor:
+        """Apply recorded ``params`` to ``images`` (B,3,H,W) in [0,1]; same shape and range."""
         check_images(type(self).__name__, images)
         gray = rgb_to_grayscale(images).expand_as(images)
         return select(params["applied"], gray, images)
@@ -159,15 +165,18 @@ class GaussianBlur(PhotometricPerturbation):
         self.kernel_size = int(size)
 
     def extra_repr(self) -> str:
+        """Settings shown in ``repr(module)``."""
         return f"sigma={self.sigma}, p={self.p:g}, kernel_size={self.kernel_size}"
 
     def sample_params(self, batch_size: int, generator: torch.Generator | None = None) -> Params:
+        """Draw the per-image parameters of a batch (replayable with :meth:`apply`)."""
         return {
             "applied": bernoulli(self.p, batch_size, generator),
             "sigma": uniform(self.sigma[0], self.sigma[1], batch_size, generator),
         }
 
     def apply(self, images: Tensor, params: Params) -> Tensor:
+        """Apply recorded ``params`` to ``images`` (B,3,H,W) in [0,1]; same shape and range."""
         check_images(type(self).__name__, images)
         half = self.kernel_size // 2
         if half >= min(images.shape[-2:]):

@@ -32,9 +32,11 @@ class PhotometricSequence(PhotometricPerturbation):
         self.steps = nn.ModuleList(steps)
 
     def sample_params(self, batch_size: int, generator: torch.Generator | None = None) -> Params:
+        """Parameters of every step, keyed by step index (``"0"``, ``"1"``, ...)."""
         return {str(i): step.sample_params(batch_size, generator) for i, step in enumerate(self.steps)}
 
     def apply(self, images: Tensor, params: Params) -> Tensor:
+        """Apply every step with its recorded parameters, in order; (B,3,H,W) in [0,1] -> same."""
         check_images(type(self).__name__, images)
         missing = [str(i) for i in range(len(self.steps)) if str(i) not in params]
         if missing:

@@ -93,6 +93,7 @@ class CutMix(nn.Module):
         self.last_params: Params | None = None
 
     def extra_repr(self) -> str:
+        """Settings shown in ``repr(module)``."""
         return f"p={self.p:g}, area={self.area}, aspect={self.aspect}"
 
     def sample_params(

@@ -40,6 +40,7 @@ class DIODE(PairedFileSource):
                 self.pairs.append(Pair(image, depth, rel))
 
     def load_depth(self, pair: Pair) -> tuple[np.ndarray, np.ndarray | None]:
+        """Depth map (H,W) float32 of ``pair`` and its valid mask (True = valid), or None."""
         depth = read_npy(pair.depth, ndim=2).astype(np.float32)
         mask_path = pair.depth.with_name(pair.depth.name[: -len(".npy")] + "_mask.npy")
         if not mask_path.is_file():

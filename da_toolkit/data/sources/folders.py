@@ -15,7 +15,6 @@ from da_toolkit.data.sources.base import DataSource, DepthKind, intrinsics_matri
 from da_toolkit.data.sources.paired import Pair, PairedFileSource
 
 
-
 def _read_png_depth(path: Path) -> np.ndarray:
     return read_png_uint16(path).astype(np.float32)
 
@@ -181,6 +180,7 @@ class PairedFolder(PairedFileSource):
             warnings.warn(msg + "; they are skipped", stacklevel=2)
 
     def load_depth(self, pair: Pair) -> tuple[np.ndarray, np.ndarray | None]:
+        """Depth map (H,W) float32 of ``pair`` and its valid mask (True = valid), or None."""
         reader, default_scale = DEPTH_READERS[pair.depth.suffix.lower()]
         raw = reader(pair.depth)
         scale = default_scale if self.depth_scale is None else self.depth_scale
@@ -190,4 +190,5 @@ class PairedFolder(PairedFileSource):
         return raw / np.float32(scale), valid
 
     def intrinsics(self, pair: Pair, image_shape: tuple[int, ...]) -> np.ndarray | None:
+        """Pinhole intrinsics (3,3) of ``pair`` at ``image_shape``, or None when unknown."""
         return self._k

@@ -56,6 +56,7 @@ class Hypersim(PairedFileSource):
                 self.pairs.append(Pair(image, depth, f"{scene}/{image.parent.name[:-len('_final_preview')]}/{frame}"))
 
     def load_depth(self, pair: Pair) -> tuple[np.ndarray, np.ndarray | None]:
+        """Depth map (H,W) float32 of ``pair`` and its valid mask (True = valid), or None."""
         try:
             with h5py.File(pair.depth, "r") as f:
                 distance = np.asarray(f["dataset"], dtype=np.float32)
@@ -66,6 +67,7 @@ class Hypersim(PairedFileSource):
         return range_to_planar(distance, HYPERSIM_FOCAL_1024 * distance.shape[1] / 1024.0), None
 
     def intrinsics(self, pair: Pair, image_shape: tuple[int, ...]) -> np.ndarray | None:
+        """Pinhole intrinsics (3,3) of ``pair`` at ``image_shape``, or None when unknown."""
         h, w = image_shape[:2]
         f = HYPERSIM_FOCAL_1024 * w / 1024.0
         return intrinsics_matrix(f, f, (w - 1) / 2.0, (h - 1) / 2.0)

@@ -82,5 +82,6 @@ class KITTIDepth(PairedFileSource):
         return None
 
     def load_depth(self, pair: Pair) -> tuple[np.ndarray, np.ndarray | None]:
+        """Depth map (H,W) float32 of ``pair`` and its valid mask (True = valid), or None."""
         raw = read_png_uint16(pair.depth)
         return raw.astype(np.float32) / np.float32(256.0), raw > 0

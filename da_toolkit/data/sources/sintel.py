@@ -53,8 +53,10 @@ class Sintel(PairedFileSource):
                 self.pairs.append(Pair(image, dpt, f"{scene}/{dpt.stem}", {"cam": cam}))
 
     def load_depth(self, pair: Pair) -> tuple[np.ndarray, np.ndarray | None]:
+        """Depth map (H,W) float32 of ``pair`` and its valid mask (True = valid), or None."""
         return read_sintel_dpt(pair.depth), None
 
     def intrinsics(self, pair: Pair, image_shape: tuple[int, ...]) -> np.ndarray | None:
+        """Pinhole intrinsics (3,3) of ``pair`` at ``image_shape``, or None when unknown."""
         cam = pair.extra.get("cam")
         return read_sintel_cam(cam) if cam is not None and cam.is_file() else None

@@ -63,8 +63,10 @@ class VirtualKITTI2(PairedFileSource):
                 self._k[(scene, var, int(cam), int(frame))] = intrinsics_matrix(float(fx), float(fy), float(cx), float(cy))
 
     def load_depth(self, pair: Pair) -> tuple[np.ndarray, np.ndarray | None]:
+        """Depth map (H,W) float32 of ``pair`` and its valid mask (True = valid), or None."""
         raw = read_png_uint16(pair.depth)
         return raw.astype(np.float32) / np.float32(100.0), (raw > 0) & (raw < 65535)
 
     def intrinsics(self, pair: Pair, image_shape: tuple[int, ...]) -> np.ndarray | None:
+        """Pinhole intrinsics (3,3) of ``pair`` at ``image_shape``, or None when unknown."""
         return self._k.get(pair.extra.get("key"))

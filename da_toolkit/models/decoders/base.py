@@ -31,4 +31,5 @@ class Decoder(RecordsInitArgs, nn.Module):
         """Size or check the decoder for ``encoder`` (no-op by default)."""
 
     def forward(self, enc: EncoderOutput, size: tuple[int, int]) -> torch.Tensor:  # pragma: no cover
+        """Depth (B,H,W) at ``size`` = (H, W) from the encoder's levels (disparity or metres)."""
         raise NotImplementedError

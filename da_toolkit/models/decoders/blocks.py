@@ -27,6 +27,7 @@ class ResidualConvUnit(nn.Module):
         self.bn2: nn.Module = nn.BatchNorm2d(features) if use_bn else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,C,h,w) -> (B,C,h,w): residual of two ReLU-conv(-BN) steps."""
         out = self.bn1(self.conv1(F.relu(x)))
         out = self.bn2(self.conv2(F.relu(out)))
         return out + x
@@ -48,6 +49,7 @@ class FusionBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, skip: torch.Tensor | None = None, size: tuple[int, int] | None = None
     ) -> torch.Tensor:
+        """Fuse ``x`` (B,C,h,w) with ``skip`` and resize to ``size`` (default 2x): see the class docstring."""
         if skip is not None:
             if skip.shape[-2:] != x.shape[-2:]:  # CNN pyramids with odd sizes
                 skip = F.interpolate(skip, size=x.shape[-2:], mode="bilinear", align_corners=True)

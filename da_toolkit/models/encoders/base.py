@@ -57,4 +57,5 @@ class Encoder(RecordsInitArgs, nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:  # pragma: no cover - abstract
+        """``x`` (B,3,H,W) ImageNet-normalised -> the levels declared by ``out_channels`` / ``reductions``."""
         raise NotImplementedError

@@ -211,6 +211,7 @@ class SmpEncoder(Encoder):
             )
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:
+        """``x`` (B,in_channels,H,W) -> the 4 pyramid levels of the smp encoder (no class tokens)."""
         self.check_input(x)
         stages = self.body(x)
         return EncoderOutput([stages[i] for i in self.levels], None)

@@ -56,6 +56,7 @@ class TimmEncoder(Encoder):
         self.patch_size = None
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:
+        """``x`` (B,3,H,W) ImageNet-normalised -> the timm backbone's levels (no class tokens)."""
         self.check_input(x)
         return EncoderOutput(list(self.body(x)), None)
 
