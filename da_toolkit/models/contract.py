@@ -70,15 +70,15 @@ def _where_it_failed(exc: BaseException) -> str:
     return f" (at {f.filename}:{f.lineno} in {f.name})"
 
 
-def _dry_forward(module: nn.Module, x: torch.Tensor, what: str, where: str) -> Any:
+def _dry_forward(module: nn.Module, args: tuple[Any, ...], what: str, where: str, shape: tuple[int, ...]) -> Any:
     modes = [(m, m.training) for m in module.modules()]
     module.eval()  # no running-stat updates, no dropout; every submodule's own mode restored below
     try:
         with torch.no_grad():
-            return module(x)
+            return module(*args)
     except Exception as exc:  # noqa: BLE001 - reported as one line naming the component
         raise EncoderContractError(
-            f"{where}: {_class_name(module)} failed on a dry forward of a {tuple(x.shape)} input "
+            f"{where}: {_class_name(module)} failed on a dry forward of a {shape} input "
             f"({what}): {type(exc).__name__}: {exc}{_where_it_failed(exc)}"
         ) from None
     finally:
@@ -105,17 +105,18 @@ def _shape_text(c: int, h: int, w: int) -> str:
 
 def check_encoder(
     encoder: nn.Module, where: str, levels: int | None = None, input_size: tuple[int, int] | None = None
-) -> None:
+) -> Any:
     """Raise :class:`EncoderContractError` unless ``encoder`` returns what it declares.
 
     Checks the declarations (``out_channels`` and ``reductions``: equal-length lists of positive
     ints, ``levels`` of them if given, e.g. :data:`DPT_LEVELS`; ``patch_size`` ``None`` or a
-    positive int), then runs one forward on a ``(1,C,H,W)`` input (``C`` = :func:`input_channels`) (:func:`dry_input_size`, or
-    ``input_size``) in eval mode without gradients and checks that it returns ``features`` with
+    positive int), then runs one forward on a ``(1,C,H,W)`` input (``C`` = :func:`input_channels`,
+    ``(H, W)`` = :func:`dry_input_size` or ``input_size``) in eval mode without gradients and checks that it returns ``features`` with
     one ``(1, out_channels[i], H/reductions[i], W/reductions[i])`` map per level (strides
     included) and ``cls_tokens`` ``None`` or one ``(1, out_channels[i])`` per level. ``where``
     is the recipe key shown in the message (e.g. ``model.init_args.encoder``). The encoder's
-    train/eval modes, parameters and the global random state are left as they were.
+    train/eval modes, parameters and the global random state are left as they were. Returns the
+    dry run's output (an ``EncoderOutput``).
     """
     name = _class_name(encoder)
     if not isinstance(encoder, nn.Module):
@@ -140,7 +141,8 @@ def check_encoder(
         raise EncoderContractError(f"{where}: {name}.patch_size must be None or a positive int, got {patch!r}")
     size = input_size or dry_input_size(encoder)
     c_in = input_channels(encoder)
-    out = _dry_forward(encoder, _input_for(encoder, size, c_in), "encoder contract check", where)
+    x = _input_for(encoder, size, c_in)
+    out = _dry_forward(encoder, (x,), "encoder contract check", where, tuple(x.shape))
     features = getattr(out, "features", None)
     if not isinstance(features, (list, tuple)) or not all(isinstance(f, torch.Tensor) for f in features):
         raise EncoderContractError(
@@ -166,26 +168,27 @@ def check_encoder(
             raise EncoderContractError(
                 f"{where}: {name} returned cls_tokens {shapes}; expected None or one (B, C) per level {[(1, c) for c in channels]}"
             )
+    return out
 
 
 def check_model(model: nn.Module, where: str = "model", input_size: tuple[int, int] | None = None) -> None:
     """:func:`check_encoder` on ``model.encoder`` (key ``<where>.init_args.encoder``; 4 levels when
-    the decoder is DPT), then one dry forward of the whole model, which must return ``(1,H,W)``
-    floats (key ``<where>.init_args.decoder``)."""
+    the decoder is DPT), then ``model.decoder`` on that dry-run output, which must return
+    ``(1,H,W)`` floats (key ``<where>.init_args.decoder``). One encoder and one decoder forward."""
     from da_toolkit.models.decoders.dpt import DPTDecoder
 
     encoder, decoder = getattr(model, "encoder", None), getattr(model, "decoder", None)
     if not isinstance(encoder, nn.Module) or not isinstance(decoder, nn.Module):
         raise EncoderContractError(f"{where}: {_class_name(model)} has no encoder/decoder modules")
     levels = DPT_LEVELS if isinstance(decoder, DPTDecoder) else None
-    check_encoder(encoder, f"{where}.init_args.encoder", levels=levels, input_size=input_size)
+    enc = check_encoder(encoder, f"{where}.init_args.encoder", levels=levels, input_size=input_size)
     size = input_size or dry_input_size(encoder)
     key = f"{where}.init_args.decoder"
-    c_in = input_channels(encoder)
-    out = _dry_forward(model, _input_for(model, size, c_in), f"decoder {_class_name(decoder)}", key)
+    shape = (1, input_channels(encoder), *size)
+    out = _dry_forward(decoder, (enc, size), "decoder contract check", key, shape)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, *size) or not out.is_floating_point():
         got = f"{out.dtype} tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
         raise EncoderContractError(
-            f"{key}: {_class_name(decoder)} returned a {got} for a (1,{c_in},{size[0]},{size[1]}) input; "
+            f"{key}: {_class_name(decoder)} returned a {got} for a {shape} input; "
             f"expected (B,H,W) = (1, {size[0]}, {size[1]}) floats"
         )

@@ -136,7 +136,7 @@ def test_check_model_on_the_tiny_model_and_a_wrong_decoder_output() -> None:
 
     bad = DepthModel(model.encoder, FlatDecoder(features=16, out_channels=(8, 8, 8, 8)))
     with pytest.raises(EncoderContractError, match=r"^model\.init_args\.decoder: .*FlatDecoder returned a torch\.float32 "
-                       r"tensor of shape \(1, 1, 28, 42\) .*expected \(B,H,W\) = \(1, 28, 42\)"):  # fmt: skip
+                       r"tensor of shape \(1, 1, 28, 42\) for a \(1, 3, 28, 42\) input; expected \(B,H,W\) = \(1, 28, 42\)"):  # fmt: skip
         check_model(bad)
 
 
@@ -150,3 +150,15 @@ def test_smp_encoders_extra_input_channels_and_dilated_strides() -> None:
     assert dilated.reductions == [4, 8, 16, 16]
     check_encoder(dilated, KEY, levels=4)
     check_model(DepthModel(SmpEncoder("resnet18"), SmpDecoder("fpn")))
+
+
+def test_a_crashing_decoder_is_named_as_the_decoder() -> None:
+    class NeedsClsTokens(DPTDecoder):
+        pass
+
+    model = DepthModel(Pyramid(), NeedsClsTokens(features=8, out_channels=(8, 8, 8, 8), use_clstoken=True))
+    with pytest.raises(EncoderContractError) as info:
+        check_model(model, where="model.init_args.model")
+    msg = str(info.value)
+    assert msg.startswith("model.init_args.model.init_args.decoder: ") and "NeedsClsTokens failed on a dry forward" in msg
+    assert "needs an encoder returning class tokens" in msg and "\n" not in msg
