@@ -745,3 +745,31 @@ def test_collect_rejects_unknown_kinds() -> None:
         build_registry(entry_points=[], kinds=["encoder"])
     reg = build_registry(entry_points=[], kinds=["losses"])
     assert set(reg.components) == {"losses"}
+
+
+# ------------------------------------------------------------- start-up cost (issue 14.8)
+
+
+def _modules_after(code: str) -> set[str]:
+    """Top-level packages imported by a fresh interpreter after running ``code``."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    return set(done.stdout.split())
+
+
+def test_a_model_lookup_imports_neither_lightning_nor_torchmetrics() -> None:
+    loaded = _modules_after("from da_toolkit import plugins; plugins.get_component('encoders', 'dinov2')")
+    assert "torch" in loaded
+    assert not loaded & {"lightning", "torchmetrics", "kornia", "h5py", "webdataset"}, loaded
+
+
+def test_listing_perturbations_and_sources_imports_no_kornia_or_h5py() -> None:
+    """Heavy libraries are imported where used (applying a perturbation, reading a file), not
+    when a component is listed or resolved."""
+    loaded = _modules_after(
+        "from da_toolkit import plugins; r = plugins.get_registry(kinds=['perturbations', 'datasources'])\n"
+        "assert 'color_jitter' in r.kind('perturbations') and 'hypersim' in r.kind('datasources')"
+    )
+    assert not loaded & {"kornia", "h5py", "lightning", "torchmetrics"}, loaded

@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
-from kornia.color import rgb_to_grayscale
-from kornia.enhance import (
-    adjust_brightness_accumulative,
-    adjust_contrast_with_mean_subtraction,
-    adjust_hue,
-    adjust_saturation_with_gray_subtraction,
-)
-from kornia.filters import gaussian_blur2d
 from torch import Tensor
 
 from da_toolkit.perturb.base import (
@@ -32,13 +25,25 @@ def _factor_range(name: str, value: float) -> tuple[float, float]:
     return max(0.0, 1.0 - value), 1.0 + value
 
 
-#: The four colour steps, indexed as in ``params["order"]``: ``fn(images (n,3,H,W), factors (n,))``.
-_STEPS = (
-    lambda x, f: adjust_brightness_accumulative(x, f).clamp(0.0, 1.0),
-    lambda x, f: adjust_contrast_with_mean_subtraction(x, f).clamp(0.0, 1.0),
-    lambda x, f: adjust_saturation_with_gray_subtraction(x, f).clamp(0.0, 1.0),
-    lambda x, f: adjust_hue(x, f),
-)
+def _colour_steps() -> tuple[Callable[[Tensor, Tensor], Tensor], ...]:
+    """The four colour steps, indexed as in ``params["order"]``: ``fn(images (n,3,H,W), factors (n,))``.
+
+    kornia is imported here, on first use, not with the module: listing or resolving components
+    (``da-toolkit plugins``, recipe checks) imports this module without perturbing anything.
+    """
+    from kornia.enhance import (
+        adjust_brightness_accumulative,
+        adjust_contrast_with_mean_subtraction,
+        adjust_hue,
+        adjust_saturation_with_gray_subtraction,
+    )
+
+    return (
+        lambda x, f: adjust_brightness_accumulative(x, f).clamp(0.0, 1.0),
+        lambda x, f: adjust_contrast_with_mean_subtraction(x, f).clamp(0.0, 1.0),
+        lambda x, f: adjust_saturation_with_gray_subtraction(x, f).clamp(0.0, 1.0),
+        lambda x, f: adjust_hue(x, f),
+    )
 
 
 class ColorJitter(PhotometricPerturbation):
@@ -102,9 +107,10 @@ class ColorJitter(PhotometricPerturbation):
                 f"ColorJitter: params['order'] must be ({images.shape[0]}, 4), got {tuple(order.shape)}"
             )
         out = images.clamp(0.0, 1.0)
+        steps = _colour_steps()
         for position in range(4):
             # the images whose step at this position is `step` (indices come from CPU params: no sync)
-            for step, fn in enumerate(_STEPS):
+            for step, fn in enumerate(steps):
                 rows = (order[:, position] == step).nonzero().flatten()
                 if rows.numel() == 0:
                     continue
@@ -134,6 +140,8 @@ class RandomGrayscale(PhotometricPerturbation):
     def apply(self, images: Tensor, params: Params) -> Tensor:
         """Apply recorded ``params`` to ``images`` (B,3,H,W) in [0,1]; same shape and range."""
         check_images(type(self).__name__, images)
+        from kornia.color import rgb_to_grayscale  # on first use (see _colour_steps)
+
         gray = rgb_to_grayscale(images).expand_as(images)
         return select(params["applied"], gray, images)
 
@@ -185,5 +193,7 @@ class GaussianBlur(PhotometricPerturbation):
                 f"{self.kernel_size} (each side must exceed {half})"
             )
         sigma = params["sigma"].to(device=images.device, dtype=images.dtype)
+        from kornia.filters import gaussian_blur2d  # on first use (see _colour_steps)
+
         blurred = gaussian_blur2d(images, self.kernel_size, torch.stack([sigma, sigma], dim=1))
         return select(params["applied"], blurred.clamp(0.0, 1.0), images)

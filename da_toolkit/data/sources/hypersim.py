@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from da_toolkit.data.errors import SampleReadError
@@ -58,6 +57,8 @@ class Hypersim(PairedFileSource):
     def load_depth(self, pair: Pair) -> tuple[np.ndarray, np.ndarray | None]:
         """Depth map (H,W) float32 of ``pair`` and its valid mask (True = valid), or None."""
         try:
+            import h5py  # on first read: listing/resolving sources does not need it
+
             with h5py.File(pair.depth, "r") as f:
                 distance = np.asarray(f["dataset"], dtype=np.float32)
         except (OSError, KeyError) as exc:

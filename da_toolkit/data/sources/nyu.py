@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import h5py
 import numpy as np
 
 from da_toolkit.data.errors import SampleReadError
 from da_toolkit.data.sources.base import DataSource, intrinsics_matrix, make_sample
+
+if TYPE_CHECKING:  # h5py is imported on first read: listing/resolving sources does not need it
+    import h5py
 
 #: Intrinsics of the NYUv2 RGB camera (Silberman et al. toolbox), pixels of the 640x480 frames.
 NYU_INTRINSICS = (518.8579, 519.46961, 325.58245, 253.73617)
@@ -70,6 +72,8 @@ class NYUv2(DataSource):
         self.mat_path = Path(mat_path)
         if not self.mat_path.is_file():
             raise FileNotFoundError(f"NYUv2 file {self.mat_path} does not exist")
+        import h5py
+
         try:
             with h5py.File(self.mat_path, "r") as f:
                 for key in ("images", "depths"):
@@ -97,6 +101,8 @@ class NYUv2(DataSource):
         return len(self.indices)
 
     def _h5(self) -> h5py.File:
+        import h5py
+
         if self._file is None:
             self._file = h5py.File(self.mat_path, "r")
         return self._file
