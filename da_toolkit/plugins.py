@@ -230,12 +230,18 @@ class Registry:
             raise UnknownComponentError(f"no {kind} component named {name!r}{self.missing_hint(kind, name)}")
         return found.cls
 
-    def missing_hint(self, kind: str, name: str) -> str:
-        """Why ``name`` is not in ``kind``, as the end of an error message: close matches among
-        the names of this kind, the refused registrations of ``name``, the plugins that failed to
-        load and the hooks of this kind that failed (``name`` may be one of theirs)."""
-        names = sorted(self.kind(kind))
-        close = difflib.get_close_matches(name, names, n=3)
+    def missing_hint(self, kind: str, name: str, class_names: bool = False) -> str:
+        """Why ``name`` is not in ``kind``, as the end of an error message.
+
+        Close matches among the names of this kind (and the bare names of its classes with
+        ``class_names``, where those are accepted, as in recipes), the refused registrations
+        of ``name``, the plugins that failed to load and the hooks of this kind that failed
+        (``name`` may be one of theirs), then the registered names.
+        """
+        comps = self.kind(kind)
+        names = sorted(comps)
+        candidates = names + (sorted({c.cls.__name__ for c in comps.values()} - set(names)) if class_names else [])
+        close = difflib.get_close_matches(name, candidates, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         broken = [
             f
