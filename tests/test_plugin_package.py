@@ -21,10 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.plugin_install import install_to_target
-
 from da_toolkit import plugins
 from da_toolkit.cli.plugins import format_registry
+from tests.plugin_install import install_to_target
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = REPO / "plugins" / "da-toolkit-dermoscopy"

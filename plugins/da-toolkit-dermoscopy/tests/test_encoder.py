@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from da_toolkit.models import DepthModel, load_model
 from da_toolkit.models.contract import check_encoder, check_model
 from da_toolkit.models.decoders.dpt import DPTDecoder
 from da_toolkit.models.description import build_model, describe_model
 from da_toolkit.models.weights import save_weights
-
 from da_toolkit_dermoscopy import LesionCNN
 
 WIDTHS = (8, 8, 16, 16)

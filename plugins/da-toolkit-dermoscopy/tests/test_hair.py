@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from da_toolkit.perturb import PhotometricSequence
 
+from da_toolkit.perturb import PhotometricSequence
 from da_toolkit_dermoscopy import HairArtefacts
 from da_toolkit_dermoscopy.hair import polyline_distance
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from da_toolkit.losses import CutMixRegionLoss
 from da_toolkit.losses.contract import LossContractError, check_loss
-
 from da_toolkit_dermoscopy import (
     CutMixScaleShiftL1Loss,
     ScaleShiftL1Loss,

@@ -7,9 +7,9 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from da_toolkit import plugins
 
 import da_toolkit_dermoscopy
+from da_toolkit import plugins
 from da_toolkit_dermoscopy import plugin
 
 if sys.version_info >= (3, 11):

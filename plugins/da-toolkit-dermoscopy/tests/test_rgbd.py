@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from da_toolkit.data.errors import SampleReadError
-from da_toolkit.data.io import read_rgb
 from PIL import Image
 
+from da_toolkit.data.errors import SampleReadError
+from da_toolkit.data.io import read_rgb
 from da_toolkit_dermoscopy import RGBDFolder
 
 

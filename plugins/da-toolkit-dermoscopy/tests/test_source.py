@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from da_toolkit.data.errors import SampleReadError
 from PIL import Image
 
+from da_toolkit.data.errors import SampleReadError
 from da_toolkit_dermoscopy import DermoscopyImages, MetadataError
 
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+
 from da_toolkit.data.datamodule import DepthDataModule
 from da_toolkit.data.sources.folders import ImageFolder
 from da_toolkit.models import DepthModel
 from da_toolkit.models.decoders.dpt import DPTDecoder
 from da_toolkit.perturb import CutMix
 from da_toolkit.tasks import StudentTask
-from PIL import Image
-
 from da_toolkit_dermoscopy import (
     CutMixScaleShiftL1Loss,
     LesionCNN,

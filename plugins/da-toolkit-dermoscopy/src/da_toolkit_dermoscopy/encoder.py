@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-from da_toolkit.models.encoders.base import Encoder, EncoderOutput
 from torch import nn
+
+from da_toolkit.models.encoders.base import Encoder, EncoderOutput
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import Tensor
+
 from da_toolkit.perturb.base import (
     Params,
     PhotometricPerturbation,
@@ -13,7 +15,6 @@ from da_toolkit.perturb.base import (
     check_probability,
     uniform,
 )
-from torch import Tensor
 
 
 def _range(name: str, value: tuple[float, float], low: float, high: float | None = None) -> tuple[float, float]:
@@ -37,6 +38,8 @@ def polyline_distance(points: Tensor, height: int, width: int) -> Tensor:
     Args:
         points: ``(B, K+1, 2)`` vertices ``(x, y)`` in pixels (pixel ``(i, j)`` has centre
             ``(j + 0.5, i + 0.5)``).
+        height: ``H``, rows of the output grid.
+        width: ``W``, columns of the output grid.
 
     Returns:
         ``(B, H, W)`` distance to the nearest of the ``K`` segments.
@@ -119,6 +122,7 @@ class HairArtefacts(PhotometricPerturbation):
         self.segments = int(segments)
 
     def sample_params(self, batch_size: int, generator: torch.Generator | None = None) -> Params:
+        """Draw the hairs of ``batch_size`` images (CPU tensors, from ``generator``)."""
         b, m = batch_size, self.count[1]
         n = b * m
         centre = torch.stack([uniform(0.0, 1.0, n, generator), uniform(0.0, 1.0, n, generator)], dim=1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
+
 from da_toolkit.perturb.base import (
     Params,
     PhotometricPerturbation,
@@ -11,7 +13,6 @@ from da_toolkit.perturb.base import (
     check_probability,
     uniform,
 )
-from torch import Tensor
 
 
 class IlluminationShift(PhotometricPerturbation):
@@ -58,6 +59,7 @@ class IlluminationShift(PhotometricPerturbation):
         self.vignette = (float(vignette[0]), float(vignette[1]))
 
     def sample_params(self, batch_size: int, generator: torch.Generator | None = None) -> Params:
+        """Draw ``applied``, ``gain``, ``exposure`` and ``vignette`` for ``batch_size`` images."""
         log_gain = uniform(-self.max_cast, self.max_cast, batch_size * 3, generator).view(batch_size, 3)
         log_gain = log_gain - log_gain.mean(dim=1, keepdim=True)
         return {

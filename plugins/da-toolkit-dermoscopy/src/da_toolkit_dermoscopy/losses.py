@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+
 from da_toolkit.losses import CutMixRegionLoss
 from da_toolkit.losses.masked import (
     check_depth_inputs,
@@ -10,7 +12,6 @@ from da_toolkit.losses.masked import (
     mean_over_samples,
     upcast,
 )
-from torch import Tensor, nn
 
 
 def align_scale_shift(pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -6,7 +6,6 @@ Keep this module cheap to import: da-toolkit imports it whenever it builds its r
 from __future__ import annotations
 
 from da_toolkit import hookimpl
-
 from da_toolkit_dermoscopy.encoder import LesionCNN
 from da_toolkit_dermoscopy.hair import HairArtefacts
 from da_toolkit_dermoscopy.illumination import IlluminationShift

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
 from da_toolkit.data.io import read_png_uint16, read_rgb
 from da_toolkit.data.sources.base import DataSource, intrinsics_matrix, make_sample
 
