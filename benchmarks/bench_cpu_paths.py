@@ -11,10 +11,10 @@ Deviation = ``mean |candidate - transformers fp32| / mean |transformers fp32|``.
 
 Candidates (every one is reported, also where it loses or fails):
 
-* ``torch fp32`` / ``torch bf16-true`` (bf16 weights + activations) / ``torch bf16-mixed`` (autocast);
+* ``torch fp32`` / ``torch bf16-true`` (bf16 weights + activations) / ``torch bf16-true + compile``
+  (inductor, weight freezing; compilation in the warm-up call) / ``torch bf16-mixed`` (autocast);
 * ``int8 dynamic``: ``torch.ao.quantization.quantize_dynamic`` of every ``nn.Linear`` (qint8
   weights, activations quantised per batch at run time), fp32 elsewhere;
-* ``int8 dynamic + bf16 rest``: not combinable (quantized linear needs fp32 activations), skipped;
 * ``bf16 attention``: fp32 model, ``scaled_dot_product_attention`` run on bf16 q/k/v;
 * ``onnxruntime fp32``: our ONNX export (``da_toolkit.inference.export.export_onnx``);
 * ``onnxruntime int8 dynamic``: ``onnxruntime.quantization.quantize_dynamic`` of that file
@@ -135,6 +135,11 @@ def candidates(ours: torch.nn.Module, workdir: Path, size: int) -> dict[str, Cal
         m = copy.deepcopy(ours).to(torch.bfloat16)
         return lambda x: m(x.bfloat16())
 
+    def bf16_compiled() -> Callable[[torch.Tensor], torch.Tensor]:
+        m = copy.deepcopy(ours).to(torch.bfloat16)
+        fn = torch.compile(m, dynamic=False, options={"freezing": True})
+        return lambda x: fn(x.bfloat16())
+
     def bf16_mixed() -> Callable[[torch.Tensor], torch.Tensor]:
         def run(x: torch.Tensor) -> torch.Tensor:
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -163,7 +168,9 @@ def candidates(ours: torch.nn.Module, workdir: Path, size: int) -> dict[str, Cal
     def ort_session(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
         import onnxruntime as ort
 
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()  # the same thread count as torch's side
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
         return lambda x: torch.from_numpy(sess.run(None, {name: x.numpy()})[0])
 
@@ -178,7 +185,8 @@ def candidates(ours: torch.nn.Module, workdir: Path, size: int) -> dict[str, Cal
             quantize_dynamic(str(onnx_path()), str(q), weight_type=QuantType.QInt8)
         return ort_session(q)
 
-    return {"torch fp32": fp32, "torch bf16-true": bf16_true, "torch bf16-mixed": bf16_mixed,
+    return {"torch fp32": fp32, "torch bf16-true": bf16_true, "torch bf16-true + compile": bf16_compiled,
+            "torch bf16-mixed": bf16_mixed,
             "torch int8 dynamic (linear)": int8_dynamic, "torch fp32 + bf16 attention": attn_bf16,
             "onnxruntime fp32": ort_fp32, "onnxruntime int8 dynamic": ort_int8}
 
@@ -248,10 +256,12 @@ def run_benchmark(preset: str | dict[str, Any], size: int, images: int, bs: int,
             torch.set_num_threads(1)
             try:
                 cpu, wall, out = time_cpu(batched(candidates(ours, Path(tmp), size)[name](), x, bs), reps)
+                base_cpu, _, _ = time_cpu(batched(hf_fwd, x, 1), reps)  # the baseline at 1 thread too
             finally:
                 torch.set_num_threads(threads)
             rows.append({"name": f"{name} (batch {bs}, 1 thread instead of {threads})", "cpu_s_per_image": cpu / images,
-                         "wall_s_per_image": wall / images, "deviation": deviation(out, ref)})
+                         "wall_s_per_image": wall / images, "deviation": deviation(out, ref),
+                         "baseline_batch1_1thread_cpu_s_per_image": base_cpu / images})
             print(_row_text(rows[-1], res), flush=True)
     if cnn_variant:
         try:
@@ -274,6 +284,11 @@ def _row_text(r: dict[str, Any], res: dict[str, Any] | None) -> str:
     if "error" in r:
         return f"| {r['name']} | failed: {r['error']} |"
     extra = ""
+    if "baseline_batch1_1thread_cpu_s_per_image" in r:
+        b1 = r["baseline_batch1_1thread_cpu_s_per_image"]
+        return (f"| {r['name']} | {r['cpu_s_per_image']:.3f} | {r['wall_s_per_image']:.3f} | "
+                f"{100 * r['deviation']:.3f} % | {b1 / r['cpu_s_per_image']:.2f}x (vs transformers batch 1 "
+                f"at 1 thread: {b1:.3f} CPU s) | |")
     if res is not None:
         extra = (f" | {res['baseline_batch1']['cpu_s_per_image'] / r['cpu_s_per_image']:.2f}x"
                  f" | {res['baseline_batched']['cpu_s_per_image'] / r['cpu_s_per_image']:.2f}x")
