@@ -297,6 +297,28 @@ def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCL
             except RecipeError as exc:
                 print(f"da-toolkit: error: {exc}", file=sys.stderr)
                 raise SystemExit(2) from None
+            except (ValueError, TypeError) as exc:  # a task's build-time contract check (issue 14.3)
+                contract = contract_error(exc)
+                if contract is None:
+                    raise
+                print(f"da-toolkit: error: {contract}", file=sys.stderr)
+                raise SystemExit(2) from None
+
+
+def contract_error(exc: BaseException) -> BaseException | None:
+    """The encoder/loss contract error behind ``exc`` (jsonargparse wraps errors raised by a
+    constructor in a union-type message), or ``None``; its message is one line naming the key."""
+    from da_toolkit.losses.contract import LossContractError
+    from da_toolkit.models.contract import EncoderContractError
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (EncoderContractError, LossContractError)):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def parse_only(config: dict[str, Any], where: str, cli_class: type[DepthLightningCLI] | None = None,

@@ -24,6 +24,17 @@ from da_toolkit.tasks.viz import prediction_panel
 NonFinitePolicy = Literal["skip", "raise"]
 
 
+def _component_name(module: nn.Module) -> str:
+    """Registered component name of ``module``'s class (any kind), else the class name."""
+    from da_toolkit.plugins import get_registry
+
+    try:
+        comp = get_registry().find_class(type(module))
+    except Exception:  # noqa: BLE001 - a broken plugin must not stop training; fall back to the class
+        comp = None
+    return comp.name if comp is not None else type(module).__name__
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss or gradient was NaN/inf and the task was configured with ``nonfinite="raise"``."""
 
@@ -44,6 +55,12 @@ class DepthTask(pl.LightningModule):
         num_log_images: how many samples of the batch to log.
         nonfinite: NaN/inf loss or gradients: ``skip`` the optimiser step with a warning (weights
             untouched), or ``raise`` :class:`NonFiniteLossError`.
+        check_contracts: when the task is built, check every component against its contract with
+            one tiny dry call each (:func:`da_toolkit.models.contract.check_model` on ``model``,
+            :func:`da_toolkit.losses.contract.check_loss` on the losses given), so that a lying
+            encoder or a loss with the wrong signature is a one-line error naming the recipe key
+            (``model.init_args.model``, ``model.init_args.labeled_loss``, ...) instead of a failure
+            at the first training step. ``false`` skips them.
     """
 
     def __init__(
@@ -54,6 +71,7 @@ class DepthTask(pl.LightningModule):
         log_images_every_n_steps: int = 500,
         num_log_images: int = 2,
         nonfinite: NonFinitePolicy = "skip",
+        check_contracts: bool = True,
     ) -> None:
         super().__init__()
         if nonfinite not in ("skip", "raise"):
@@ -65,6 +83,11 @@ class DepthTask(pl.LightningModule):
         )
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a DepthModel, got {type(model).__name__}")
+        self.check_contracts = bool(check_contracts)
+        if self.check_contracts:
+            from da_toolkit.models.contract import check_model
+
+            check_model(model, "model.init_args.model")
         self.model = model
         self.model.train()
         self.optim = optim
@@ -80,6 +103,15 @@ class DepthTask(pl.LightningModule):
         self._nonfinite_step = False
         #: number of optimiser steps skipped because of NaN/inf (also in the checkpoint)
         self.skipped_steps = 0
+
+    def check_loss_contract(self, loss: nn.Module | None, form: Literal["labeled", "cutmix"], key: str) -> None:
+        """:func:`~da_toolkit.losses.contract.check_loss` on a loss given in the recipe (``None``: nothing),
+        naming ``model.init_args.<key>``; off with ``check_contracts=False``."""
+        if loss is None or not self.check_contracts:
+            return
+        from da_toolkit.losses.contract import check_loss
+
+        check_loss(loss, form, f"model.init_args.{key}")
 
     # ----------------------------------------------------------------------------- model
     @property
@@ -139,11 +171,32 @@ class DepthTask(pl.LightningModule):
             loss = sum((p.sum() * 0.0 for p in self.parameters() if p.requires_grad), torch.zeros((), device=self.device))
         bs = self._batch_size(batch)
         for name, value in terms.items():
-            if torch.isfinite(value.detach()):
-                self.log(f"train/{name}", value.detach(), batch_size=bs, sync_dist=False)
+            if torch.isfinite(value.detach()):  # on the progress bar too: visible with `logger: false`
+                self.log(f"train/{self.term_log_name(name, terms)}", value.detach(), prog_bar=True,
+                         batch_size=bs, sync_dist=False)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bs)
         self._maybe_log_images(batch, pred)
         return loss
+
+    #: loss term of :meth:`compute_loss` -> the task attribute holding the loss module that
+    #: computed it; such a term is logged under that module's own name (``train/affine_invariant``
+    #: for ``labeled_loss: affine_invariant``), the other terms under their role
+    #: (``train/labeled``, ``train/unlabeled``, ``train/feature``, ``train/seg``)
+    TERM_LOSSES: dict[str, str] = {"ssi": "labeled_loss", "gm": "gradient_loss", "silog": "loss"}
+
+    def term_log_name(self, term: str, terms: dict[str, Tensor] | None = None) -> str:
+        """The name a loss term is logged under: the registered component name of the loss that
+        computed it (else its class name), or ``term`` itself (a role term, or a name that would
+        clash with another term of ``terms``)."""
+        cache: dict[str, str] = self.__dict__.setdefault("_term_log_names", {})
+        if term not in cache:
+            attr = self.TERM_LOSSES.get(term)
+            module = getattr(self, attr, None) if attr else None
+            cache[term] = term if module is None else _component_name(module)
+        name = cache[term]
+        if name != term and (name == "loss" or (terms is not None and name in terms)):
+            return term
+        return name
 
     @staticmethod
     def _batch_size(batch: dict[str, Any]) -> int:
@@ -173,12 +226,17 @@ class DepthTask(pl.LightningModule):
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """:class:`~da_toolkit.tasks.health.TrainingHealthCheck`: a loud warning when the first
-        training steps show a dead model (constant predictions or zero gradients)."""
+        training steps show a dead model (constant predictions or zero gradients);
+        :class:`~da_toolkit.tasks.eval_mode.FrozenEvalModeNote`: no eval-mode warning for frozen
+        sub-models."""
+        from da_toolkit.tasks.eval_mode import FrozenEvalModeNote
         from da_toolkit.tasks.health import TrainingHealthCheck
 
-        if any(isinstance(cb, TrainingHealthCheck) for cb in getattr(self._trainer, "callbacks", None) or []):
-            return []  # the user configured one
-        return [TrainingHealthCheck()]
+        configured = getattr(self._trainer, "callbacks", None) or []
+        # FrozenEvalModeNote: Lightning's "Found N module(s) in eval mode" warning is expected for
+        # frozen sub-models (alignment encoder, online teacher); silenced for exactly those
+        return [cls() for cls in (TrainingHealthCheck, FrozenEvalModeNote)
+                if not any(isinstance(cb, cls) for cb in configured)]  # unless the user configured one
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         from da_toolkit.models.description import CHECKPOINT_KEY, describe_model

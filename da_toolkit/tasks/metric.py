@@ -39,6 +39,7 @@ class MetricTask(DepthTask):
                 "MetricTask needs a metric model (Sigmoid * max_depth head): use a metric preset or set "
                 "the decoder's max_depth (model.init_args.decoder.init_args.max_depth)"
             )
+        self.check_loss_contract(loss, "labeled", "loss")
         self.loss = loss if loss is not None else _default_silog()
         self.min_depth = float(min_depth)
 

@@ -96,6 +96,7 @@ class StudentTask(TeacherTask):
     ) -> None:
         super().__init__(labeled_loss=labeled_loss, gradient_loss=gradient_loss,
                          gradient_weight=gradient_weight, **kwargs)
+        self._check_student_contracts(unlabeled_loss, teacher, frozen_encoder)
         self.unlabeled_loss = unlabeled_loss if unlabeled_loss is not None else _default_cutmix_loss()
         self.perturbation = perturbation
         self.perturb_labeled = bool(perturb_labeled)
@@ -121,6 +122,19 @@ class StudentTask(TeacherTask):
             warnings.warn("StudentTask: the online teacher has random weights (no teacher weights loaded); "
                           "its pseudo-labels are noise - set teacher.init_args.weights", UserWarning, stacklevel=2)
         self.weights = {"labeled": labeled_weight, "unlabeled": unlabeled_weight, "feature": feature_weight}
+
+    def _check_student_contracts(self, unlabeled_loss: nn.Module | None, teacher: nn.Module | None,
+                                 frozen_encoder: nn.Module | None) -> None:
+        """Contract checks of the student's own components (``check_contracts``), naming their keys."""
+        self.check_loss_contract(unlabeled_loss, "cutmix", "unlabeled_loss")
+        if not self.check_contracts:
+            return
+        from da_toolkit.models.contract import check_encoder, check_model
+
+        if teacher is not None:
+            check_model(teacher, "model.init_args.teacher")
+        if frozen_encoder is not None:
+            check_encoder(frozen_encoder, "model.init_args.frozen_encoder")
 
     def train(self, mode: bool = True) -> StudentTask:
         super().train(mode)

@@ -33,7 +33,8 @@ class TeacherTask(DepthTask):
             those pixels become valid with disparity 0 (SPEC 3: sky = disparity 0). ``None``
             (default): sky stays invalid, as the data sources mark it. The synthetic source
             labels sky 0.
-        **kwargs: model / optimiser / evaluation arguments of :class:`DepthTask`.
+        **kwargs: model / optimiser / evaluation arguments of :class:`DepthTask`
+            (``check_contracts``: the given losses are checked in the labeled form when built).
     """
 
     def __init__(
@@ -45,6 +46,8 @@ class TeacherTask(DepthTask):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.check_loss_contract(labeled_loss, "labeled", "labeled_loss")
+        self.check_loss_contract(gradient_loss, "labeled", "gradient_loss")
         self.labeled_loss = labeled_loss if labeled_loss is not None else _default_affine()
         self.gradient_loss = gradient_loss
         self.gradient_weight = float(gradient_weight)
