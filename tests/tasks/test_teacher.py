@@ -97,7 +97,7 @@ def test_validation_logs_depth_metrics(tmp_path) -> None:
     trainer = tiny_trainer(tmp_path, 1, limit_val_batches=2, val_check_interval=1)
     trainer.fit(task, ListData([{"labeled": make_labeled()}], val))
     logged = trainer.callback_metrics
-    assert {"val/abs_rel", "val/delta1", "train/ssi"} <= set(logged)
+    assert {"val/abs_rel", "val/delta1", "train/affine_invariant"} <= set(logged)
     assert 0.0 <= float(logged["val/delta1"]) <= 1.0
 
 
@@ -116,7 +116,7 @@ def test_prediction_images_are_logged_to_tensorboard(tmp_path) -> None:
     assert [e.step for e in events] == [0, 2]  # every 2 steps
     # panel = input | prediction | target side by side
     assert (events[0].width, events[0].height) == (3 * 42, 28)
-    assert "train/ssi" in acc.Tags()["scalars"]
+    assert "train/affine_invariant" in acc.Tags()["scalars"]  # the labeled loss's registered name
 
 
 def test_checkpoints_of_python_built_tasks_load_with_weights_only(tmp_path) -> None:
