@@ -282,6 +282,13 @@ class Pipeline:
         cfg = copy.deepcopy(self.stage_config(name))
         cfg.setdefault("seed_everything", self.seed)
         set_dotted(cfg, "trainer.default_root_dir", str(self.stage_dir(name)))
+        # checkpoints stay in <stage>/checkpoints (resume looks there) also when a logger is on:
+        # Lightning would otherwise put them below the logger's lightning_logs/version_N/
+        for cb in get_dotted(cfg, "trainer.callbacks") or []:
+            if isinstance(cb, dict) and str(cb.get("class_path", "")).rsplit(".", 1)[-1] == "ModelCheckpoint":
+                args = cb.setdefault("init_args", {})
+                if args.get("dirpath") is None:
+                    args["dirpath"] = str(self.stage_dir(name) / "checkpoints")
         model = get_dotted(cfg, self._model_path(name))
         if ("init_from" in stage or "encoder_from" in stage) and not isinstance(model, dict):
             raise PipelineConfigError(f"{where}.config.{self._model_path(name)}: init_from/encoder_from need the "
@@ -496,17 +503,44 @@ class Pipeline:
             results[model_name] = per_set
         return results
 
+    def stage_clock(self, start: float) -> Any:
+        """A :class:`~da_toolkit.cli.stage_progress.StageClock` of this recipe's stages (work
+        counted from each stage's config as it will run)."""
+        from da_toolkit.cli.stage_progress import StageClock, stage_work
+
+        rows = []
+        for name, stage in self.stages.items():
+            kind = stage["kind"]
+            cfg = self.fit_config(name) if kind == "fit" else self.stage_config(name)
+            group = str((cfg.get("model") or {}).get("class_path", kind)) if kind == "fit" else kind
+            rows.append((name, kind, group, stage_work(kind, cfg)))
+        return StageClock(rows, start)
+
+    def _record_stage(self, clock: Any, name: str, status: str, seconds: float) -> None:
+        """Feed a finished stage to the clock: a fit stage that ran whole gives a rate; a
+        pseudo-label stage's work is the items it wrote this run."""
+        if self.stages[name]["kind"] == "fit":
+            clock.finished(name, seconds, measured=status == "finished")
+            return
+        done = self.output_dir / f"{name}.done.json"
+        written = int(json.loads(done.read_text()).get("written_this_run", 0)) if done.exists() else 0
+        clock.finished(name, seconds, measured=written > 0 and not status.startswith("skipped"),
+                       work=float(written) if written > 0 else None)
+
     def run(self, validate: bool = True) -> tuple[Path, dict[str, dict[str, dict[str, float]]]]:
         """Check every stage (:meth:`validate`, unless already done), run them, then the
         evaluation; returns ``results.json``'s path and content."""
         if validate:
             self.validate()
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        clock = self.stage_clock(time.monotonic())
         for name, stage in self.stages.items():
             start = time.monotonic()
-            _log(f"stage {name} ({stage['kind']}): starting")
+            _log(f"stage {name} ({stage['kind']}): starting [{clock.line(name, start)}]")
             status = STAGE_KINDS[stage["kind"]](self, name)
-            _log(f"stage {name}: {status} in {time.monotonic() - start:.1f}s")
+            end = time.monotonic()
+            self._record_stage(clock, name, status, end - start)
+            _log(f"stage {name}: {status} in {end - start:.1f}s [{clock.line(name, end)}]")
         results = self.run_evaluation()
         path = self.output_dir / "results.json"
         _atomic_json(path, results)
