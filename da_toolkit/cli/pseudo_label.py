@@ -5,12 +5,24 @@ Runs :class:`~da_toolkit.tasks.pseudo_label.PseudoLabelTask` over
 ``--trainer.devices``/``--trainer.num_nodes``/``--trainer.strategy ddp`` spread it over devices and
 nodes; rank ``r`` writes shard ``rank<r>`` of ``--store``. A re-run skips the finished items.
 
+``--format files`` (default) writes the file-per-item store (:mod:`da_toolkit.data.pseudo_store`);
+``--format shards`` writes tar shards (``rank<r>-NNNNNN.tar`` + ``rank<r>.index.json``, options
+``--shards.*``, ``docs/scale.md``), which ``pseudo_label_shards`` sources stream. The lock of this
+process's shard is taken before the teacher is loaded, so a second writer is refused at once.
+
+Exit status: 0 every item labeled (or failures within ``--model.max_failures``); 1 more
+unreadable/refused images than that, or a write to the store failed (full disk, read-only): the
+message names the store and the items not written are redone by a re-run; 2 an error before any
+work (config, unknown names, a store of another teacher/settings, a shard another process writes,
+a teacher with no weights).
+
 The teacher is ``model.teacher``: a teacher ``.ckpt`` / our safetensors (they record their
 model), ``{preset: NAME, weights: FILE}``, or the full ``class_path: DepthModel`` description.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import warnings
@@ -20,21 +32,87 @@ from lightning.pytorch.cli import LightningArgumentParser
 
 from da_toolkit.cli.lightning_cli import DepthLightningCLI
 from da_toolkit.tasks.pseudo_label import (
+    PseudoLabelShardStoreWriter,
     PseudoLabelStoreWriter,
     PseudoLabelTask,
     UnlabeledImages,
+    shard_name,
+    take_store_lock,
 )
+
+EXIT_STATUS_HELP = ("Exit status: 0 all items labeled (or failures within --model.max_failures); 1 more failed "
+                    "items than that, or a write to the store failed (the message names the store; re-run to "
+                    "resume); 2 an error before any work (config, a store of another teacher/settings, a shard "
+                    "being written by another process).")
+
+
+def guess_global_rank(trainer_config: Any) -> int | None:
+    """This process's global rank from the launcher's environment, before the Trainer exists
+    (torchrun/torchelastic ``RANK``, SLURM ``SLURM_PROCID``, Lightning's own launcher ``NODE_RANK``
+    and ``LOCAL_RANK`` with ``trainer.devices`` per node); ``None`` when it cannot be told."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    env = os.environ
+    if TorchElasticEnvironment.detect():
+        return int(env["RANK"])
+    if SLURMEnvironment.detect():
+        return int(env["SLURM_PROCID"])
+    local, node = int(env.get("LOCAL_RANK", 0)), int(env.get("NODE_RANK", env.get("GROUP_RANK", 0)))
+    if node == 0:
+        return local
+    devices = trainer_config.get("devices") if trainer_config is not None else None
+    if isinstance(devices, int) and devices > 0:
+        return node * devices + local
+    if isinstance(devices, (list, tuple)):
+        return node * len(devices) + local
+    return None
 
 
 class PseudoLabelCLI(DepthLightningCLI):
-    """LightningCLI of the pseudo-label job: ``model`` (``teacher``), ``data``, ``trainer``, ``store``."""
+    """LightningCLI of the pseudo-label job: ``model`` (``teacher``), ``data``, ``trainer``, ``store``,
+    ``format`` and ``shards``; takes the store lock before the teacher is built."""
+
+    early_lock: Any = None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--store", type=str, required=True,
-                            help="pseudo-label store folder (created; re-runs resume)")
+                            help="pseudo-label store: folder (files/shards) or fsspec URL (shards, e.g. s3://b/pl); "
+                                 "created; re-runs resume")
+        parser.add_argument("--format", type=str, default="files", choices=["files", "shards"],
+                            help="files: one .npy per item + manifests (small scale); shards: tar shards per rank "
+                                 "(docs/scale.md)")
         parser.add_argument("--dtype", type=str, default="float16", choices=["float16", "float32"],
-                            help="dtype of the stored disparity .npy files")
+                            help="dtype of the stored disparity .npy files (format files)")
+        parser.add_argument("--shards.maxcount", type=int, default=1000,
+                            help="items per shard, the unit of resumption (format shards)")
+        parser.add_argument("--shards.encoding", type=str, default="float16z", choices=["float16z", "png16"],
+                            help="label encoding (format shards): float16z = zlib float16, png16 = 16-bit PNG + range")
+        parser.add_argument("--shards.zlib_level", type=int, default=6, help="zlib level of float16z (1 fastest, 9 smallest)")
+        parser.add_argument("--shards.images", type=bool, default=True,
+                            help="store each image in the shard next to its label, so students stream without "
+                                 "the original files (format shards)")
+        parser.add_argument("--shards.storage_options", type=dict | None, default=None,
+                            help="fsspec options of a --store URL (endpoint, credentials)")
         parser.link_arguments("store", "data.store")
+        parser.link_arguments("format", "data.store_format")
+        parser.link_arguments("shards.storage_options", "data.storage_options")
+
+    def instantiate_classes(self) -> None:
+        config = self.config
+        rank = guess_global_rank(config.get("trainer"))
+        if rank is not None:  # a wrong guess is corrected by the writer (it locks its own rank's shard)
+            self.early_lock = (take_store_lock(config["store"], config["format"], shard_name(rank)), shard_name(rank))
+        try:
+            super().instantiate_classes()
+        except BaseException:
+            self.release_lock()
+            raise
+
+    def release_lock(self) -> None:
+        """Release the early lock (when the run stops before a writer took it over)."""
+        if self.early_lock is not None and self.early_lock[0] is not None:
+            self.early_lock[0].close()
+        self.early_lock = None
 
 
 CLI_KWARGS: dict[str, Any] = {
@@ -72,25 +150,55 @@ def run(argv: list[str]) -> dict[str, Any]:
                 auto_configure_optimizers=False,
                 parser_kwargs={"prog": "da-toolkit pseudo-label",
                                "description": "Label unlabeled data sources with a trained teacher into a "
-                                              "sharded, resumable pseudo-label store (Lightning predict loop)."},
+                                              "sharded, resumable pseudo-label store (Lightning predict loop). "
+                                              + EXIT_STATUS_HELP},
             )
-    store = cli.config["store"]
-    writer = PseudoLabelStoreWriter(store, dtype=cli.config["dtype"],
-                                    settings={"input_size": cli.datamodule.input_size})
+    config = cli.config
+    store, settings = config["store"], {"input_size": cli.datamodule.input_size}
+    writer: Any
+    if config["format"] == "shards":
+        opts = config["shards"]
+        writer = PseudoLabelShardStoreWriter(store, lock=cli.early_lock, settings=settings, maxcount=opts["maxcount"],
+                                             encoding=opts["encoding"], zlib_level=opts["zlib_level"],
+                                             storage_options=opts["storage_options"])
+        cli.datamodule.keep_images = bool(opts["images"])
+    else:
+        writer = PseudoLabelStoreWriter(store, dtype=config["dtype"], settings=settings, lock=cli.early_lock)
+    cli.early_lock = None  # the writer owns it now
     cli.trainer.callbacks.append(writer)
     cli.trainer.predict(cli.model, datamodule=cli.datamodule, return_predictions=False)
-    return {"store": store, "written": writer.written}
+    if writer.error:
+        from da_toolkit.tasks.pseudo_label import StoreWriteError
+
+        raise StoreWriteError(writer.error)
+    return {"store": store, "written": writer.written, "failed": list(cli.model.failures),
+            "exit_status": cli.model.exit_status}
 
 
 def main(argv: list[str]) -> int:
+    """``da-toolkit pseudo-label ARGS``; returns the exit status (see the module docstring)."""
     from da_toolkit.cli.class_paths import UnknownClassPathError
+    from da_toolkit.cli.lightning_cli import contract_error
     from da_toolkit.cli.model_forms import ModelFormError
-    from da_toolkit.data.pseudo_store import StoreMismatchError
+    from da_toolkit.data.pseudo_store import ShardBusyError, StoreMismatchError
+    from da_toolkit.tasks.pseudo_label import StoreWriteError
 
     try:
         result = run(argv)
-    except (UnknownClassPathError, ModelFormError, StoreMismatchError, FileNotFoundError, ValueError) as exc:
-        print(f"da-toolkit pseudo-label: error: {exc}", file=sys.stderr)
+    except StoreWriteError as exc:  # full disk, read-only store: after work started
+        if exc.before_work:
+            print(f"da-toolkit pseudo-label: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"da-toolkit pseudo-label: error: {exc}; the items not written are labeled by a re-run",
+              file=sys.stderr)
+        return 1
+    except (UnknownClassPathError, ModelFormError, StoreMismatchError, ShardBusyError, FileNotFoundError,
+            ValueError, TypeError) as exc:
+        if isinstance(exc, TypeError) and contract_error(exc) is None:
+            raise
+        print(f"da-toolkit pseudo-label: error: {contract_error(exc) or exc}", file=sys.stderr)
         return 2
-    print(f"pseudo-label: wrote {result['written']} item(s) to {result['store']}", file=sys.stderr)
-    return 0
+    failed = len(result["failed"])
+    print(f"pseudo-label: wrote {result['written']} item(s) to {result['store']}"
+          + (f"; {failed} item(s) failed (listed above)" if failed else ""), file=sys.stderr)
+    return int(result["exit_status"])

@@ -10,6 +10,12 @@
   ``rank<r>`` of the store (:class:`da_toolkit.data.pseudo_store.PseudoLabelWriter`), so ranks
   never share files. Lightning's predict sampler does not repeat items across ranks, so each item
   is labeled exactly once.
+* :class:`PseudoLabelShardStoreWriter` - the same for a store of tar shards
+  (:class:`da_toolkit.data.shards.prediction_writer.PseudoLabelShardCallback`, ``docs/scale.md``).
+
+Both take the lock of their shard from :func:`take_store_lock`, which the command calls before
+the teacher is loaded (a second writer of a shard is refused before any costly work), and turn a
+failed write (full disk, read-only store) into :class:`StoreWriteError` naming the store.
 """
 
 from __future__ import annotations
@@ -29,6 +35,19 @@ from torch.utils.data import DataLoader, Dataset
 
 from da_toolkit.models.depth_model import DepthModel
 from da_toolkit.tasks.model_spec import freeze
+
+StoreFormat = Literal["files", "shards"]
+
+
+class StoreWriteError(RuntimeError):
+    """Writing to the pseudo-label store failed (full disk, read-only folder...); names the store.
+
+    ``before_work`` is True when it happened before any item was labeled (the store could not be
+    created or locked)."""
+
+    def __init__(self, message: str, before_work: bool = False) -> None:
+        super().__init__(message)
+        self.before_work = before_work
 
 
 def store_done_ids(root: str | Path) -> set[str]:
@@ -62,12 +81,14 @@ def model_hash(model: nn.Module) -> str:
 class _PreparedItems(Dataset):
     """Items of one source as ``{"image": (3,h',w') normalised, "size", "id", "image_ref", "skip"}``."""
 
-    def __init__(self, source: Dataset, input_size: int, multiple: int, done: set[str], strict: bool = False) -> None:
+    def __init__(self, source: Dataset, input_size: int, multiple: int, done: set[str], strict: bool = False,
+                 keep_images: bool = False) -> None:
         self.source = source
         self.input_size = input_size
         self.multiple = multiple
         self.done = done
         self.strict = strict
+        self.keep_images = keep_images
 
     def __len__(self) -> int:
         return len(self.source)  # type: ignore[arg-type]
@@ -95,6 +116,8 @@ class _PreparedItems(Dataset):
             if self.strict:
                 raise ValueError(f"{where} ({item['id']}): {exc}") from None
             return {**item, "skip": True, "image": None, "error": f"{item['id']}: {exc}"}
+        if self.keep_images:  # the original uint8 (H,W,3) image, stored next to its label (shard stores)
+            item["raw"] = sample["image"]
         return {**item, "skip": False, "image": image}
 
 
@@ -113,6 +136,12 @@ class UnlabeledImages(pl.LightningDataModule):
         num_workers: loader worker processes.
         strict: stop at the first unreadable or refused image (naming it) instead of reporting it
             and labelling the rest.
+        store_format: ``files`` (the file-per-item store) or ``shards`` (tar shards); which
+            finished items of ``store`` to skip.
+        storage_options: fsspec options of a shard store URL (``s3://...``).
+
+    :attr:`keep_images` (set by the command for shard stores that keep the images) passes each
+    original image on to the writer.
     """
 
     def __init__(
@@ -123,8 +152,12 @@ class UnlabeledImages(pl.LightningDataModule):
         batch_size: int = 1,
         num_workers: int = 0,
         strict: bool = False,
+        store_format: StoreFormat = "files",
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if store_format not in ("files", "shards"):
+            raise ValueError(f"data.store_format: expected 'files' or 'shards', got {store_format!r}")
         if not sources:
             raise ValueError("data.sources: give at least one unlabeled data source")
         self.sources = list(sources)
@@ -133,15 +166,28 @@ class UnlabeledImages(pl.LightningDataModule):
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.strict = bool(strict)
+        self.store_format = store_format
+        self.storage_options = dict(storage_options or {})
+        self.keep_images = False
         self.dataset: Dataset | None = None
 
     def setup(self, stage: str) -> None:
         from torch.utils.data import ConcatDataset
 
-        done = store_done_ids(self.store) if self.store else set()
+        done = self.done_ids()
         multiple = self.input_multiple()
-        self.dataset = ConcatDataset([_PreparedItems(s, self.input_size, multiple, done, self.strict)
+        self.dataset = ConcatDataset([_PreparedItems(s, self.input_size, multiple, done, self.strict, self.keep_images)
                                       for s in self.sources])
+
+    def done_ids(self) -> set[str]:
+        """Ids already in the store (skipped): finished items (files) or items of finished shards."""
+        if not self.store:
+            return set()
+        if self.store_format == "shards":
+            from da_toolkit.data.shards.prediction_writer import shard_store_done_ids
+
+            return shard_store_done_ids(self.store, self.storage_options)
+        return store_done_ids(self.store)
 
     def input_multiple(self) -> int:
         """The teacher's input multiple (network-input sides are multiples of it)."""
@@ -172,13 +218,26 @@ class PseudoLabelTask(pl.LightningModule):
             every shard of the store.
         allow_random_weights: label with a teacher whose weights were never loaded (tests,
             smoke runs). Off by default: such a teacher is refused, its labels would be noise.
+        max_failures: unreadable or refused images tolerated before the command's exit status
+            is 1 (default 0: any failure; ``null``: never; the summary is printed either way).
+        check_contracts: check the teacher's encoder/decoder against their declarations with
+            one tiny dry forward when built (:func:`da_toolkit.models.contract.check_model`, key
+            ``model.teacher``).
 
     A prediction that is constant over the image or not finite stops the job before it is written
     (:func:`da_toolkit.tasks.health.check_pseudo_labels`, naming the teacher file and the image).
     """
 
-    def __init__(self, teacher: DepthModel, allow_random_weights: bool = False) -> None:
+    def __init__(self, teacher: DepthModel, allow_random_weights: bool = False, max_failures: int | None = 0,
+                 check_contracts: bool = True) -> None:
         super().__init__()
+        if max_failures is not None and max_failures < 0:
+            raise ValueError(f"model.max_failures must be >= 0 or null, got {max_failures}")
+        self.max_failures = max_failures
+        if check_contracts:
+            from da_toolkit.models.contract import check_model
+
+            check_model(teacher, "model.teacher")
         if not getattr(teacher, "weights_loaded", True):
             if not allow_random_weights:
                 raise ValueError(
@@ -196,10 +255,17 @@ class PseudoLabelTask(pl.LightningModule):
         self.settings_base = {"model": describe_model(self.model)}
         self.failures: list[str] = []  # unreadable / refused items of this run (not written)
 
+    @property
+    def exit_status(self) -> int:
+        """1 when more items failed than ``max_failures`` allows, else 0."""
+        return int(self.max_failures is not None and len(self.failures) > self.max_failures)
+
     def on_predict_end(self) -> None:
         if self.failures:
             lines = "\n".join(f"  {f}" for f in self.failures)
-            print(f"pseudo-label: {len(self.failures)} item(s) could not be labeled (re-run to retry):\n{lines}")
+            verdict = "exit status 1" if self.exit_status else f"tolerated (max_failures={self.max_failures})"
+            print(f"pseudo-label: {len(self.failures)} item(s) could not be labeled (re-run to retry); "
+                  f"{verdict}:\n{lines}")
 
     def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
         """Per item: ``{"id", "image_ref", "disparity": float32 (H,W) numpy}`` (skipped items left out)."""
@@ -220,8 +286,96 @@ class PseudoLabelTask(pl.LightningModule):
             scale = float(p.detach().abs().max()) if p.numel() else 0.0
             # resampling a constant map is constant up to float rounding: tolerate 1e-5 of its scale
             check_pseudo_labels(p[None].float(), self.teacher_file, [it["id"]], atol=1e-5 * scale)
-        return [{"id": it["id"], "image_ref": it["image_ref"], "disparity": p.float().cpu().numpy()}
-                for it, p in zip(todo, preds, strict=True)]
+        out = [{"id": it["id"], "image_ref": it["image_ref"], "disparity": p.float().cpu().numpy()}
+               for it, p in zip(todo, preds, strict=True)]
+        for entry, it in zip(out, todo, strict=True):
+            if it.get("raw") is not None:
+                entry["image"] = it["raw"]
+        return out
+
+
+def shard_name(rank: int) -> str:
+    """The shard (file store) / writer (shard store) name of global rank ``rank``: ``rank000``."""
+    return f"rank{rank:03d}"
+
+
+class _ShardFileLock:
+    """``flock`` on ``<root>/.<shard>.lock``, the lock file of a local shard store's writer."""
+
+    def __init__(self, root: str, shard: str) -> None:
+        import fcntl
+
+        from da_toolkit.data.pseudo_store import ShardBusyError
+        from da_toolkit.data.shards import urls
+
+        self.shard = shard
+        folder = urls.local_path(root)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.handle = open(folder / f".{shard}.lock", "ab")  # noqa: SIM115 - released by close()
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.close()
+            raise ShardBusyError(
+                f"pseudo-label shards {shard!r} in {root} are being written by another process; wait for it "
+                "to finish, or give every writer (rank) its own shard name"
+            ) from None
+
+    @property
+    def held(self) -> bool:
+        """True until :meth:`close`."""
+        return not self.handle.closed
+
+    def close(self) -> None:
+        """Release the lock (idempotent)."""
+        if not self.handle.closed:
+            self.handle.close()
+
+
+def take_store_lock(store: str, store_format: StoreFormat, shard: str) -> Any:
+    """Lock shard ``shard`` of ``store`` now, before the teacher is loaded; hand it to the writer.
+
+    Files: :func:`da_toolkit.data.pseudo_store.lock_shard`. Shards: the writer's lock file on a
+    local root (object storage has no lock: ``None``; keep one writer per rank name there).
+
+    Raises:
+        ShardBusyError: another live process writes this shard (one line).
+        StoreWriteError: the store folder cannot be created or written.
+    """
+    import sys
+
+    try:
+        if store_format == "files":
+            from da_toolkit.data.pseudo_store import lock_shard
+
+            return lock_shard(store, shard)
+        from da_toolkit.data.shards import urls
+
+        if not urls.is_local(store) or sys.platform == "win32":
+            return None
+        return _ShardFileLock(store, shard)
+    except OSError as exc:
+        raise StoreWriteError(f"cannot write to pseudo-label store {store}: {exc.strerror or exc}",
+                              before_work=True) from None
+
+
+class _LockHandOff:
+    """The early lock of :func:`take_store_lock`, kept only if it is the shard of the writer's rank."""
+
+    def __init__(self, lock: Any, shard: str | None) -> None:
+        self.lock, self.shard = lock, shard
+
+    def for_shard(self, shard: str) -> Any:
+        lock, self.lock = self.lock, None
+        if lock is not None and self.shard != shard:  # guessed another rank: let the writer lock its own
+            lock.close()
+            return None
+        return lock
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
 
 class PseudoLabelStoreWriter(BasePredictionWriter):
@@ -231,16 +385,23 @@ class PseudoLabelStoreWriter(BasePredictionWriter):
         store: the store folder.
         dtype: ``float16`` (default) or ``float32`` ``.npy`` files.
         settings: extra settings recorded in every shard (the run's input size is added).
+        lock: the shard lock taken earlier by :func:`take_store_lock` and the shard name it
+            locks, ``(lock, "rank000")``; used if it is this rank's shard, else released.
+
+    A write that fails (``OSError``: full disk, read-only store) stops the job with
+    :class:`StoreWriteError` naming the store; :attr:`error` keeps its message.
     """
 
     def __init__(self, store: str, dtype: Literal["float16", "float32"] = "float16",
-                 settings: dict[str, Any] | None = None) -> None:
+                 settings: dict[str, Any] | None = None, lock: tuple[Any, str] | None = None) -> None:
         super().__init__(write_interval="batch")
         self.store = store
         self.dtype = dtype
         self.settings = dict(settings or {})
+        self._lock = _LockHandOff(*lock) if lock is not None else _LockHandOff(None, None)
         self._writer: Any = None
         self.written = 0
+        self.error: str | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         from da_toolkit.data.pseudo_store import PseudoLabelWriter
@@ -248,10 +409,18 @@ class PseudoLabelStoreWriter(BasePredictionWriter):
         if stage != "predict" or self._writer is not None:
             return
         settings = {**getattr(pl_module, "settings_base", {}), **self.settings}
-        self._writer = PseudoLabelWriter(
-            self.store, f"rank{trainer.global_rank:03d}", str(getattr(pl_module, "teacher_hash", "unknown")),
-            settings, dtype=self.dtype,
-        )
+        shard = shard_name(trainer.global_rank)
+        try:
+            self._writer = PseudoLabelWriter(
+                self.store, shard, str(getattr(pl_module, "teacher_hash", "unknown")),
+                settings, dtype=self.dtype, lock=self._lock.for_shard(shard),
+            )
+        except OSError as exc:
+            self._fail(exc, f"shard {shard}")
+
+    def _fail(self, exc: OSError, what: str) -> None:
+        self.error = f"cannot write to pseudo-label store {self.store} ({what}): {exc.strerror or exc}"
+        raise StoreWriteError(self.error) from None
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
@@ -260,10 +429,90 @@ class PseudoLabelStoreWriter(BasePredictionWriter):
         for item in prediction:
             if item["id"] in done:
                 continue
-            self._writer.write(item["id"], item["image_ref"], np.asarray(item["disparity"], dtype=np.float32))
+            try:
+                self._writer.write(item["id"], item["image_ref"], np.asarray(item["disparity"], dtype=np.float32))
+            except OSError as exc:
+                self._fail(exc, f"item {item['id']}")
             self.written += 1
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._lock.close()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _shard_callback_base() -> type:
+    from da_toolkit.data.shards.prediction_writer import PseudoLabelShardCallback
+
+    return PseudoLabelShardCallback
+
+
+class PseudoLabelShardStoreWriter(_shard_callback_base()):  # type: ignore[misc]
+    """:class:`~da_toolkit.data.shards.prediction_writer.PseudoLabelShardCallback` for the command:
+    rank ``r`` writes ``rank<r>-NNNNNN.tar`` + ``rank<r>.index.json`` under the store.
+
+    Args:
+        root: store folder or URL.
+        lock: ``(lock, shard name)`` from :func:`take_store_lock` (released just before the
+            shard writer takes the same lock file itself).
+        **kwargs: ``settings``, ``maxcount``, ``encoding``, ``zlib_level``, ``storage_options``
+            of ``PseudoLabelShardCallback``.
+
+    A failed write stops the job with :class:`StoreWriteError` naming the store; the unfinished
+    shard is dropped (its items are redone by the next run), finished shards stay.
+    """
+
+    def __init__(self, root: str, lock: tuple[Any, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
+        self._lock = _LockHandOff(*lock) if lock is not None else _LockHandOff(None, None)
+        self.error: str | None = None
+
+    def _fail(self, exc: OSError, what: str) -> None:
+        self.error = f"cannot write to pseudo-label store {self.root} ({what}): {exc.strerror or exc}"
+        self._abort()
+        raise StoreWriteError(self.error) from None
+
+    def _abort(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.abort()
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "predict" or self._writer is not None:
+            return
+        shard = shard_name(trainer.global_rank)
+        lock = self._lock.for_shard(shard)
+        if lock is not None:
+            lock.close()  # the shard writer takes the same lock file itself, right now
+        try:
+            super().setup(trainer, pl_module, stage)
+        except OSError as exc:
+            self._fail(exc, f"writer {shard}")
+        except RuntimeError as exc:  # the shard writer's own refusal of a second writer
+            if "another process" not in str(exc):
+                raise
+            from da_toolkit.data.pseudo_store import ShardBusyError
+
+            raise ShardBusyError(str(exc)) from None
+
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
+                           batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
+                           dataloader_idx: int) -> None:
+        try:
+            super().write_on_batch_end(trainer, pl_module, prediction, batch_indices, batch, batch_idx,
+                                       dataloader_idx)
+        except OSError as exc:
+            self._fail(exc, f"shard of {shard_name(trainer.global_rank)}")
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._abort()  # never finalise a shard of a failed run; finished shards are kept
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._lock.close()
+        try:
+            super().teardown(trainer, pl_module, stage)
+        except OSError as exc:
+            self.error = (f"cannot write to pseudo-label store {self.root} (last shard of "
+                          f"{shard_name(trainer.global_rank)}): {exc.strerror or exc}")
+            self._abort()

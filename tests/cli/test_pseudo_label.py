@@ -121,14 +121,16 @@ def test_help_and_bad_names_before_work(tmp_path: Path, capsys) -> None:
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for option in ("--store", "--dtype", "--model.teacher", "--model.allow_random_weights", "--data.sources", "--data.input_size",
-                   "--trainer.devices"):
+                   "--trainer.devices", "--format", "--shards.maxcount", "--shards.encoding", "--shards.images",
+                   "--model.max_failures", "Exit status: 0"):
         assert option in out, option
     from da_toolkit.tasks.pseudo_label import PseudoLabelTask, UnlabeledImages
     from tests.cli.test_lightning_cli import _init_parameters, help_entries, undocumented
 
     entries = help_entries(out)
     for group, cls in (("model", PseudoLabelTask), ("data", UnlabeledImages)):
-        for param in _init_parameters(cls) - {"store"}:  # data.store is linked to --store
+        # linked: data.store <- --store, data.store_format <- --format, data.storage_options <- --shards.storage_options
+        for param in _init_parameters(cls) - {"store", "store_format", "storage_options"}:
             assert any(k == f"--{group}.{param}" or k.startswith(f"--{group}.{param}.") for k in entries), param
     assert undocumented(out) == []
     store = tmp_path / "store"

@@ -17,7 +17,8 @@ OWNED = ["teacher.yaml", "pseudo_label.yaml", "student.yaml", "metric_finetune.y
 
 
 #: top-level recipes run by another test file (named there, checked below)
-ELSEWHERE = {"ablation.yaml": "test_ablation.py"}
+ELSEWHERE = {"ablation.yaml": "test_ablation.py", "pseudo_label_shards.yaml": "test_shard_recipes.py",
+             "student_shards.yaml": "test_shard_recipes.py"}
 
 
 def test_every_recipe_is_covered_here() -> None:
