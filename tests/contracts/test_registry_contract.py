@@ -24,6 +24,7 @@ Invalid pairs are in :data:`INVALID_PAIRS` with the expected error, asserted.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,17 @@ def description(enc: str, dec: str) -> dict[str, Any]:
     }
 
 
-def build(enc: str, dec: str) -> Any:
+@functools.cache
+def _built(enc: str, dec: str) -> Any:
     return build_model(description(enc, dec), where=f"{enc}+{dec}")
+
+
+def build(enc: str, dec: str, fresh: bool = False) -> Any:
+    """The tiny model of a pair in training mode: built once per process from its description
+    (``fresh=True``: built again), then copied, so each test gets its own."""
+    if fresh:
+        return build_model(description(enc, dec), where=f"{enc}+{dec}")
+    return copy.deepcopy(_built(enc, dec)).train()
 
 
 def sizes(model: Any) -> tuple[int, int]:
@@ -185,9 +195,9 @@ def test_tables_name_registered_pairs_only() -> None:
 def test_pair_builds_from_registered_names_or_raises_its_documented_error(enc: str, dec: str) -> None:
     if (enc, dec) in INVALID_PAIRS:
         with pytest.raises(ValueError, match=INVALID_PAIRS[(enc, dec)]):
-            build(enc, dec)
+            build(enc, dec, fresh=True)
         return
-    model = build(enc, dec)
+    model = build(enc, dec, fresh=True)
     assert type(model.encoder) is _REGISTRY.usable("encoders")[enc]
     assert type(model.decoder) is _REGISTRY.usable("decoders")[dec]
     check_model(model, where=f"{enc}+{dec}")
@@ -359,7 +369,7 @@ def test_student_trains_two_steps_and_reloads_from_its_ckpt(enc: str, dec: str, 
     from da_toolkit.tasks import OptimConfig, StudentTask
 
     model = build(enc, dec)
-    save_weights(build(enc, dec), tmp_path / "teacher.safetensors")
+    save_weights(build(enc, dec, fresh=True), tmp_path / "teacher.safetensors")
     teacher_desc = description(enc, dec)
     teacher_desc["init_args"]["weights"] = str(tmp_path / "teacher.safetensors")  # a loaded teacher
     teacher = build_model(teacher_desc)
