@@ -166,7 +166,10 @@ def run(argv: list[str]) -> dict[str, Any]:
         writer = PseudoLabelStoreWriter(store, dtype=config["dtype"], settings=settings, lock=cli.early_lock)
     cli.early_lock = None  # the writer owns it now
     cli.trainer.callbacks.append(writer)
-    cli.trainer.predict(cli.model, datamodule=cli.datamodule, return_predictions=False)
+    try:
+        cli.trainer.predict(cli.model, datamodule=cli.datamodule, return_predictions=False)
+    finally:
+        writer.release()  # also when the run failed: the lock never outlives the job (in-process pipelines)
     if writer.error:
         from da_toolkit.tasks.pseudo_label import StoreWriteError
 

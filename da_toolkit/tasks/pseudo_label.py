@@ -436,6 +436,13 @@ class PseudoLabelStoreWriter(BasePredictionWriter):
             self.written += 1
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.release()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.release()  # finished items are durable; the shard lock must not outlive a failed run
+
+    def release(self) -> None:
+        """Close the shard writer and release its lock (idempotent)."""
         self._lock.close()
         if self._writer is not None:
             self._writer.close()
@@ -506,7 +513,12 @@ class PseudoLabelShardStoreWriter(_shard_callback_base()):  # type: ignore[misc]
             self._fail(exc, f"shard of {shard_name(trainer.global_rank)}")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._abort()  # never finalise a shard of a failed run; finished shards are kept
+        self.release()
+
+    def release(self) -> None:
+        """Drop the unfinished shard (never finalised by a failed run) and release the locks (idempotent)."""
+        self._lock.close()
+        self._abort()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._lock.close()
