@@ -67,7 +67,7 @@ def _state(task: nn.Module) -> dict[str, torch.Tensor]:
 
 def test_nan_loss_skips_the_step_and_keeps_weights(tmp_path) -> None:
     batch = {"labeled": make_labeled()}
-    task = TeacherTask(model=tiny_model(), labeled_loss=NaNAt({0, 1}), optim=OptimConfig(encoder_lr=1e-3))
+    task = TeacherTask(model=tiny_model(), labeled_loss=NaNAt({0, 1}), optim=OptimConfig(encoder_lr=1e-3), check_contracts=False)
     before = _state(task)
     with pytest.warns(RuntimeWarning, match="non-finite training loss"):
         tiny_trainer(tmp_path, 2).fit(task, ListData([batch] * 2))
@@ -75,7 +75,7 @@ def test_nan_loss_skips_the_step_and_keeps_weights(tmp_path) -> None:
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert task.skipped_steps == 2
     # a later finite step does train
-    task2 = TeacherTask(model=tiny_model(), labeled_loss=NaNAt({0}), optim=OptimConfig(encoder_lr=1e-3))
+    task2 = TeacherTask(model=tiny_model(), labeled_loss=NaNAt({0}), optim=OptimConfig(encoder_lr=1e-3), check_contracts=False)
     before2 = _state(task2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -86,7 +86,7 @@ def test_nan_loss_skips_the_step_and_keeps_weights(tmp_path) -> None:
 
 
 def test_nan_loss_fails_fast_when_configured(tmp_path) -> None:
-    task = TeacherTask(model=tiny_model(), labeled_loss=NaNAt({0}), nonfinite="raise")
+    task = TeacherTask(model=tiny_model(), labeled_loss=NaNAt({0}), nonfinite="raise", check_contracts=False)
     with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
         tiny_trainer(tmp_path, 1).fit(task, ListData([{"labeled": make_labeled()}]))
 
