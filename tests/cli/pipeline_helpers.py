@@ -8,6 +8,9 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+#: the encoder of the `tiny` preset, for stages that take an encoder alone (semantic pretraining)
+TINY_ENCODER = {"class_path": "dinov2",
+                "init_args": {"embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 56, "layer_indices": [0, 0, 1, 1]}}
 
 
 def _shrink_sources(sources: list[dict[str, Any]], length: int) -> None:
@@ -28,7 +31,10 @@ def tiny_quickstart(out: Path, steps: int = 2, n: int = 6) -> dict[str, Any]:
         if stage["kind"] == "fit":
             cfg["trainer"]["callbacks"] = [{"class_path": "ModelCheckpoint",
                                             "init_args": {"every_n_train_steps": 1, "save_last": True}}]
-            cfg["model"]["init_args"]["model"] = "tiny"  # the short form, expanded by the pipeline
+            if "encoder" in cfg["model"]["init_args"]:  # the semantic pretraining stage: tiny's encoder
+                cfg["model"]["init_args"]["encoder"] = TINY_ENCODER
+            else:
+                cfg["model"]["init_args"]["model"] = "tiny"  # the short form, expanded by the pipeline
             data = cfg["data"]["init_args"]
             _shrink_sources(data["labeled"], n)
             data.update(crop_size=28, batch_size=2)

@@ -52,7 +52,7 @@ def test_pipeline_runs_then_skips_completed_stages(tmp_path: Path, capsys) -> No
     assert (out / "pseudo_labels.done.json").is_file()
     # the student read the store written by the pseudo-label stage
     student_cfg = (out / "configs" / "student.yaml").read_text()
-    assert str(out / "pseudo_labels") in student_cfg and str(out / "teacher" / "final.ckpt") in student_cfg
+    assert str(out / "pseudo_labels") in student_cfg and str(out / "pretrain" / "final.ckpt") in student_cfg
     mtime = (out / "teacher" / "final.ckpt").stat().st_mtime
 
     assert main(["--config", str(cfg)]) == 0
@@ -96,6 +96,7 @@ def test_bad_pipeline_recipes_name_the_field(tmp_path: Path, mutate, message: st
 def test_interrupted_fit_stage_resumes_from_last_checkpoint(tmp_path: Path, capsys) -> None:
     recipe = tiny_quickstart(tmp_path / "out", steps=2)
     recipe["stages"] = {"teacher": recipe["stages"]["teacher"]}
+    recipe["stages"]["teacher"].pop("encoder_from")  # its pretrain stage is left out here
     recipe["evaluation"]["models"] = ["teacher"]
     cfg = tmp_path / "q.yaml"
     assert main(["--config", str(write_recipe(recipe, cfg))]) == 0
@@ -217,7 +218,7 @@ def test_dotted_overrides_and_print_config(tmp_path: Path, capsys) -> None:
     encoder = student["model"]["init_args"]["model"]["init_args"]["encoder"]
     assert encoder["init_args"]["embed_dim"] == 32 and encoder["init_args"]["patch_size"] == 14
     assert student["model"]["init_args"]["model"]["init_args"]["encoder_weights"] == str(
-        tmp_path / "o" / "teacher" / "final.ckpt")
+        tmp_path / "o" / "pretrain" / "final.ckpt")
     teacher = stages["pseudo_labels"]["config"]["model"]["teacher"]
     assert teacher["init_args"]["weights"] == str(tmp_path / "o" / "teacher" / "final.ckpt")
     assert set(printed["evaluation"]["models"]) == {"teacher", "student", "student_no_perturbation",
