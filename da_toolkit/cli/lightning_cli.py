@@ -15,9 +15,11 @@ Trainer conveniences: a ``ModelCheckpoint`` without ``dirpath`` writes to
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import tempfile
 import warnings
+import zipfile
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -96,6 +98,7 @@ def preprocess_args(argv: Sequence[str], tmpdir: str, group_classes: dict[str, t
     """
     from da_toolkit.cli.model_forms import expand_argument, model_parameter_names
 
+    keep_nested_values()
     known = dict(group_classes or {})
     deferred: dict[str, Any] = {}  # missing weights files that a later config/argument may replace
     model_names = model_parameter_names()
@@ -128,6 +131,44 @@ def preprocess_args(argv: Sequence[str], tmpdir: str, group_classes: dict[str, t
     if deferred:
         raise next(iter(deferred.values()))
     return out
+
+
+def keep_nested_values() -> None:
+    """Make ``--a.init_args.b.init_args.c=null`` set ``None`` (jsonargparse 4.53 gave ``"None"``).
+
+    An argument two or more class levels deep reaches the inner class's parser through jsonargparse's
+    ``adapt_class_type`` as ``f"--{key}={value}"``, with ``value`` already loaded as YAML by the
+    outer level: ``null`` became the text ``None`` (a ``str | None`` parameter such as an encoder's
+    ``weights`` got the string ``"None"``; a ``float | None`` one was refused). Here a loaded
+    non-string value is written back as JSON (valid YAML: ``null``, ``true``, ``[1, 2]``) before it
+    is formatted; strings are passed on unchanged, as before. Installed once, idempotent.
+    """
+    import json
+
+    from jsonargparse import Namespace, _typehints
+    from jsonargparse._util import NestedArg
+
+    original = _typehints.adapt_class_type
+    if getattr(original, "_da_toolkit", False):
+        return
+
+    def as_text(arg: Any) -> Any:
+        if isinstance(arg, NestedArg) and not isinstance(arg.val, str):
+            try:
+                return NestedArg(key=arg.key, val=json.dumps(arg.val))
+            except (TypeError, ValueError):
+                pass  # not JSON-able: leave it to jsonargparse
+        return arg
+
+    def adapt_class_type(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, NestedArg):
+            value = as_text(value)
+        elif isinstance(value, (Namespace, dict)) and isinstance(value.get("init_args"), NestedArg):
+            value["init_args"] = as_text(value["init_args"])
+        return original(value, *args, **kwargs)
+
+    adapt_class_type._da_toolkit = True  # type: ignore[attr-defined]
+    _typehints.adapt_class_type = adapt_class_type
 
 
 #: first line of every resolved config da-toolkit saves; a file without it is never overwritten
@@ -199,6 +240,38 @@ class DepthLightningCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         configure_checkpointing(trainer)
         return trainer
+
+    def _parse_ckpt_path(self) -> None:
+        """Check a ``--ckpt_path`` file before LightningCLI unpickles its hyper-parameters.
+
+        LightningCLI reads the file with a bare ``torch.load`` whose refusal of an unsafe file
+        names no file and suggests ``weights_only=False``. Here the archive is checked first
+        (:func:`~da_toolkit.models.weights.safe.check_torch_archive`: disallowed globals,
+        compressed or oversized records, nothing inflated or run): an unsafe file is an
+        :class:`~da_toolkit.tasks.checkpointing.UnsafeCheckpointError` naming it (the command prints
+        one line, exit 2). A file Lightning cannot read contributes no hyper-parameters; the
+        trainer's checkpoint loading then reports it by name (or falls back from a bad ``last.ckpt``).
+        """
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not path or not Path(path).is_file():
+            super()._parse_ckpt_path()
+            return
+        from da_toolkit.models.weights.errors import UnsafeCheckpointError as UnsafeWeights
+        from da_toolkit.models.weights.errors import WeightsError
+        from da_toolkit.models.weights.safe import check_torch_archive
+        from da_toolkit.tasks.checkpointing import UnsafeCheckpointError
+
+        try:
+            check_torch_archive(Path(path))
+        except UnsafeWeights as exc:
+            raise UnsafeCheckpointError(f"--ckpt_path {exc}") from None
+        except WeightsError:
+            return  # corrupt or crafted: the trainer's checkpoint loading names it (never inflated here)
+        try:
+            super()._parse_ckpt_path()
+        except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, zipfile.BadZipFile):
+            return  # unreadable (a legacy unsafe pickle included): reported by the trainer's loading
 
 
 class ParsedConfig(Exception):
@@ -298,7 +371,7 @@ def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCL
                 print(f"da-toolkit: error: {exc}", file=sys.stderr)
                 raise SystemExit(2) from None
             except (ValueError, TypeError) as exc:  # a task's build-time contract check (issue 14.3)
-                contract = contract_error(exc)
+                contract = contract_error(exc) or weights_file_error(exc)
                 if contract is None:
                     raise
                 print(f"da-toolkit: error: {contract}", file=sys.stderr)
@@ -315,6 +388,21 @@ def contract_error(exc: BaseException) -> BaseException | None:
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         if isinstance(cause, (EncoderContractError, LossContractError)):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def weights_file_error(exc: BaseException) -> BaseException | None:
+    """The missing or unloadable weights file behind ``exc`` (a model built with ``weights: FILL_ME``,
+    a file of another architecture), or ``None``; jsonargparse wraps it in a union-type message."""
+    from da_toolkit.models.weights.errors import WeightsError
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (FileNotFoundError, WeightsError)) and cause is not exc:
             return cause
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
@@ -370,10 +458,14 @@ def parse_fit_config(config: dict[str, Any], where: str) -> Any:
 def _subcommand(name: str) -> Callable[[list[str]], int]:
     def command(argv: list[str]) -> int:
         from da_toolkit.inference.guards import UsageError
+        from da_toolkit.tasks.checkpointing import CheckpointReadError
 
         try:
             cli = run_lightning_cli([name, *argv])
         except UsageError as exc:  # e.g. predict: bad inputs, a model with no weights loaded
+            print(f"da-toolkit {name}: error: {exc}", file=sys.stderr)
+            return 2
+        except CheckpointReadError as exc:  # --ckpt_path unsafe / unreadable: names the file
             print(f"da-toolkit {name}: error: {exc}", file=sys.stderr)
             return 2
         # a module may report the run's outcome (DepthPredictionTask: 1 when inputs/writes failed)

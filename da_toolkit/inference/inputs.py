@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import os
-import stat
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from da_toolkit.data.io import IMAGE_EXTENSIONS
+from da_toolkit.data.walk import not_regular as _not_regular
+from da_toolkit.data.walk import walk as _walk
 from da_toolkit.inference.guards import UsageError
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -68,45 +68,6 @@ def _match(pattern: Sequence[str], parts: Sequence[str]) -> bool:
     if head == "**":
         return any(_match(rest, parts[i:]) for i in range(len(parts) + 1))
     return bool(parts) and fnmatch.fnmatchcase(parts[0], head) and _match(rest, parts[1:])
-
-
-def _not_regular(path: Path) -> str | None:
-    """Why ``path`` is not a readable regular file, or ``None``."""
-    try:
-        st = path.stat()
-    except OSError as exc:
-        if path.is_symlink():
-            kind = "a symbolic link loop" if exc.errno == errno.ELOOP else "a dangling symbolic link"
-            return f"not a regular file ({kind} -> {os.readlink(path)})"
-        return f"cannot be read ({exc.strerror or exc})"
-    if stat.S_ISREG(st.st_mode):
-        return None
-    kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
-    return f"not a regular file ({kind})"
-
-
-def _walk(root: Path, links: list[str], depth: int | None = None) -> Iterator[Path]:
-    """Every entry under ``root`` (sorted, depth first, at most ``depth`` folders down), never
-    entering directory links; the links met are described in ``links`` (loops named as such).
-    Hidden entries are skipped."""
-    try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        path = Path(entry.path)
-        if entry.is_dir(follow_symlinks=False):
-            if depth is None or depth > 0:
-                yield from _walk(path, links, None if depth is None else depth - 1)
-            continue
-        if entry.is_symlink() and path.is_dir():
-            target = path.resolve()
-            loop = target == root.resolve() or target in root.resolve().parents
-            links.append(f"{path} -> {os.readlink(path)}" + (" (a loop back into the tree)" if loop else ""))
-            continue
-        yield path
 
 
 def discover_inputs(

@@ -9,10 +9,11 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from da_toolkit.inference.guards import UsageError, require_trained_model
+from da_toolkit.inference.guards import require_trained_model
 from da_toolkit.inference.items import PredictionItem
 from da_toolkit.inference.runner import run_batch
 from da_toolkit.inference.video import TemporalSmoother
+from da_toolkit.models.depth_model import DepthModel
 from da_toolkit.models.inference_core import align_corners_of, input_multiple
 
 
@@ -20,12 +21,13 @@ class DepthPredictionTask(pl.LightningModule):
     """Predict depth for :class:`~da_toolkit.inference.data.InferenceData` batches.
 
     Args:
-        preset: model preset name (see ``da_toolkit.models.preset_table``), e.g.
-            ``depth-anything-v2-vits``; ``None`` = the model recorded by ``weights`` (a task
-            ``.ckpt`` or our safetensors rebuild their model alone).
-        weights: local weights file (official ``.pth``, Hugging Face ``.safetensors`` dir/file, or
-            a da-toolkit checkpoint, as ``load_model`` accepts).
-        model_overrides: keyword overrides of the preset (e.g. a tiny ``depth``/``width``).
+        model: the network, a :class:`~da_toolkit.models.depth_model.DepthModel` (recipes:
+            ``class_path: DepthModel`` + typed ``init_args``, whose ``weights`` is the local weights
+            file: an official ``.pth``, a Hugging Face ``.safetensors`` file/folder or a da-toolkit
+            checkpoint). The CLI also takes the short forms of
+            :mod:`da_toolkit.cli.model_forms`: a preset name, ``{preset: NAME, weights: FILE}``, or
+            a file that records its model (a task ``.ckpt``, our safetensors) alone:
+            ``--model.model runs/teacher/final.ckpt``.
         allow_random_weights: predict with a model whose weights were never loaded (refused by
             default: random weights give plausible-looking blurry maps).
         max_failures: failed inputs + failed writes tolerated before the run's exit status is 1
@@ -47,9 +49,7 @@ class DepthPredictionTask(pl.LightningModule):
 
     def __init__(
         self,
-        preset: str | None = None,
-        weights: str | None = None,
-        model_overrides: dict[str, Any] | None = None,
+        model: DepthModel,
         allow_random_weights: bool = False,
         max_failures: int | None = 0,
         compile: bool = False,
@@ -58,18 +58,13 @@ class DepthPredictionTask(pl.LightningModule):
         keep_predictions: bool = False,
     ) -> None:
         super().__init__()
-        from da_toolkit import load_model
-
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model.model: expected a DepthModel, got {type(model).__name__}")
         if temporal_smoothing is not None and not 0.0 <= temporal_smoothing < 1.0:
             raise ValueError(f"model.temporal_smoothing must be in [0, 1) or null, got {temporal_smoothing}")
         if max_failures is not None and max_failures < 0:
             raise ValueError(f"model.max_failures must be >= 0 or null, got {max_failures}")
-        if preset is None:
-            if weights is None:
-                raise UsageError("model: give model.weights (a file that records its model) and/or model.preset")
-            self.model: nn.Module = load_model(weights, **dict(model_overrides or {}))
-        else:
-            self.model = load_model(preset, weights, **dict(model_overrides or {}))
+        self.model: nn.Module = model
         self.allow_random_weights = allow_random_weights
         self.model.eval()
         self.max_failures = max_failures
@@ -95,6 +90,7 @@ class DepthPredictionTask(pl.LightningModule):
         return align_corners_of(self.model)
 
     def setup(self, stage: str) -> None:
+        """Refuse a model with no weights loaded (unless allowed); memory format, compilation."""
         # checked here, before any input is read, so that the command reports it as one line
         require_trained_model(self.model, self.allow_random_weights, where="da-toolkit predict",
                               hint="--model.allow_random_weights true")
@@ -104,6 +100,7 @@ class DepthPredictionTask(pl.LightningModule):
             self._forward = torch.compile(self.model)
 
     def on_predict_start(self) -> None:
+        """Reset the run's smoothers and failures; predictions are not kept unless asked."""
         if not self.keep_predictions:
             self.trainer.predict_loop.return_predictions = False
         self._smoothers.clear()
@@ -123,6 +120,7 @@ class DepthPredictionTask(pl.LightningModule):
         item.depth = smoother(item.depth)
 
     def predict_step(self, batch: dict[str, list[Any]], batch_idx: int, dataloader_idx: int = 0) -> list[PredictionItem]:
+        """One :class:`PredictionItem` per input of ``batch`` (failed inputs carry their error)."""
         ok = [j for j, err in enumerate(batch["error"]) if err is None]
         dtype = next(self.model.parameters()).dtype
         depths = run_batch(
@@ -157,6 +155,7 @@ class DepthPredictionTask(pl.LightningModule):
         return out
 
     def on_predict_end(self) -> None:
+        """Set :attr:`exit_status` and print the failure summary, if anything failed."""
         failed = self.run_failures()
         self.exit_status = int(self.max_failures is not None and len(failed) > self.max_failures)
         if not failed:

@@ -116,7 +116,9 @@ def test_one_core_same_output_through_every_entry_point(tiny_model, rng, tmp_pat
     from da_toolkit.models.weights import save_weights
 
     save_weights(tiny_model, tmp_path / "tiny.safetensors")
-    task = DepthPredictionTask(weights=str(tmp_path / "tiny.safetensors"), keep_predictions=True)
+    from da_toolkit import load_model
+
+    task = DepthPredictionTask(model=load_model(str(tmp_path / "tiny.safetensors")), keep_predictions=True)
     dm = InferenceData(str(folder), batch_size=2, num_workers=0, input_size=28)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
     items = [it for batch in trainer.predict(task, datamodule=dm) for it in batch]

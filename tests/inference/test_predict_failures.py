@@ -32,8 +32,8 @@ def weights(tmp_path):
 
 
 def _predict(path, weights, *extra):
-    return ["predict", "--config", str(RECIPES / "infer.yaml"), "--data.path", str(path), "--model.preset", "tiny",
-            "--model.weights", weights, "--data.input_size", "28", "--data.num_workers", "0",
+    return ["predict", "--config", str(RECIPES / "infer.yaml"), "--data.path", str(path), "--model.model", weights,
+            "--data.input_size", "28", "--data.num_workers", "0",
             "--trainer.accelerator", "cpu", *extra]
 
 
@@ -107,7 +107,7 @@ def test_same_stem_is_a_one_line_error(tmp_path, monkeypatch, rng, weights, caps
         discover_inputs([str(tmp_path / "a.png"), str(tmp_path / "b" / "a.png")])
     monkeypatch.chdir(tmp_path)
     rc = main(["predict", "--config", str(RECIPES / "infer.yaml"), "--data.path", "[a.png, b/a.png]",
-               "--model.preset", "tiny", "--model.weights", weights, "--data.num_workers", "0", "--data.input_size", "28",
+               "--model.model", weights, "--data.num_workers", "0", "--data.input_size", "28",
                "--trainer.accelerator", "cpu"])
     err = capsys.readouterr().err
     assert rc == 2
@@ -119,7 +119,7 @@ def test_same_stem_is_a_one_line_error(tmp_path, monkeypatch, rng, weights, caps
 def test_predict_and_export_refuse_random_weights(tmp_path, monkeypatch, rng, capsys):
     _save(tmp_path / "in" / "a.png", rng)
     monkeypatch.chdir(tmp_path)
-    base = ["predict", "--config", str(RECIPES / "infer.yaml"), "--data.path", "in", "--model.preset", "tiny",
+    base = ["predict", "--config", str(RECIPES / "infer.yaml"), "--data.path", "in", "--model.model", "tiny",
             "--data.input_size", "28", "--data.num_workers", "0", "--trainer.accelerator", "cpu"]
     assert main(base) == 2
     err = capsys.readouterr().err

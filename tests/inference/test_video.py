@@ -66,7 +66,7 @@ def test_infer_video_recipe(tmp_path, monkeypatch):
     write_video(tmp_path / "clips" / "walk.mp4", frames, fps=12)
     monkeypatch.chdir(tmp_path)
     args = ["predict", "--config", str(RECIPES / "infer_video.yaml"), "--data.path", "clips",
-            "--model.preset", "tiny", "--model.allow_random_weights", "true", "--data.input_size", "28", "--data.num_workers", "0",
+            "--model.model", "tiny", "--model.allow_random_weights", "true", "--data.input_size", "28", "--data.num_workers", "0",
             "--data.batch_size", "4", "--trainer.accelerator", "cpu"]
     assert main(args) == 0
     out = tmp_path / "predictions"

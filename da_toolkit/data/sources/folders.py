@@ -13,6 +13,7 @@ from da_toolkit.data.errors import SampleReadError
 from da_toolkit.data.io import IMAGE_EXTENSIONS, read_npy, read_pfm, read_png_uint16, read_rgb
 from da_toolkit.data.sources.base import DataSource, DepthKind, intrinsics_matrix, make_sample
 from da_toolkit.data.sources.paired import Pair, PairedFileSource
+from da_toolkit.data.walk import not_regular, walk
 
 
 def _read_png_depth(path: Path) -> np.ndarray:
@@ -40,15 +41,45 @@ DEPTH_EXTENSIONS: tuple[str, ...] = tuple(DEPTH_READERS)
 
 
 def list_images(root: Path, recursive: bool = True, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
-    """Image files under ``root`` (case-insensitive extensions), sorted by relative path."""
+    """Image files under ``root`` (case-insensitive extensions), sorted by relative path.
+
+    Directory symbolic links are never entered (each one met is named in one warning, loops as
+    such) and a file reached twice (a second link to the same file) is listed once, with a
+    warning. Entries named like images that are not regular files (a dangling link, a link loop,
+    a FIFO) are listed: reading them is a per-file error naming them (:func:`check_regular`),
+    not a silent drop. Hidden entries are skipped.
+    """
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
     exts = {e.lower() for e in extensions}
-    pattern = "**/*" if recursive else "*"
-    return sorted(
-        (p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
+    links: list[str] = []
+    files: list[Path] = []
+    seen: dict[Path, Path] = {}
+    twice: list[str] = []
+    for path in walk(root, links, None if recursive else 0):
+        if path.suffix.lower() not in exts:
+            continue
+        real = path.resolve() if not_regular(path) is None else path.absolute()
+        if real in seen:
+            twice.append(f"{path} (same file as {seen[real]})")
+            continue
+        seen[real] = path
+        files.append(path)
+    if links and recursive:
+        warnings.warn(f"image folder {root}: directory links are not followed: {'; '.join(links)}", UserWarning,
+                      stacklevel=2)
+    if twice:
+        warnings.warn(f"image folder {root}: files found twice are listed once: {'; '.join(twice)}", UserWarning,
+                      stacklevel=2)
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def check_regular(path: Path) -> None:
+    """Raise :class:`~da_toolkit.data.errors.SampleReadError` naming ``path`` when it is not a
+    readable regular file (dangling link, link loop, FIFO, device, folder); never opens it."""
+    reason = not_regular(path)
+    if reason is not None:
+        raise SampleReadError(path, reason)
 
 
 def read_file_list(path: Path, base: Path) -> list[Path]:
@@ -68,8 +99,10 @@ class ImageFolder(DataSource):
     """Unlabeled images from a folder (recursive) or from a file list.
 
     Decoding goes through :func:`da_toolkit.data.io.read_rgb` (EXIF orientation; greyscale,
-    RGBA, 16-bit, CMYK -> RGB uint8). An unreadable file raises
+    RGBA, 16-bit, CMYK -> RGB uint8). An unreadable file, and an entry named like an image that
+    is not a regular file (dangling link, link loop, FIFO), raises
     :class:`~da_toolkit.data.errors.SampleReadError` naming it (the data module skips or raises).
+    Scanning never follows directory links and lists each file once (:func:`list_images`).
 
     Args:
         root: folder to scan; also the base of relative paths in ``files``/``file_list``.
@@ -111,6 +144,7 @@ class ImageFolder(DataSource):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.files[self._check_index(index)]
+        check_regular(path)  # a FIFO named like an image would block the reader
         return make_sample(read_rgb(path), source=self.name, item_id=self._item_id(path), image_ref={"path": str(path.resolve())})
 
 
@@ -167,7 +201,12 @@ class PairedFolder(PairedFileSource):
             if p.is_file() and p.suffix.lower() in DEPTH_EXTENSIONS:
                 depths.setdefault(p.relative_to(depth_root).with_suffix("").as_posix(), p)
         missing = []
+        unreadable = []
         for img in list_images(rgb_root):
+            reason = not_regular(img)
+            if reason is not None:
+                unreadable.append(f"{img}: {reason}")
+                continue
             key = img.relative_to(rgb_root).with_suffix("").as_posix()
             if key in depths:
                 self.pairs.append(Pair(img, depths[key], key))
@@ -178,6 +217,9 @@ class PairedFolder(PairedFileSource):
             if require_pairs:
                 raise FileNotFoundError(msg)
             warnings.warn(msg + "; they are skipped", stacklevel=2)
+        if unreadable:
+            warnings.warn(f"PairedFolder {self.root}: {len(unreadable)} image entr(ies) skipped: "
+                          f"{'; '.join(unreadable)}", UserWarning, stacklevel=2)
 
     def load_depth(self, pair: Pair) -> tuple[np.ndarray, np.ndarray | None]:
         """Depth map (H,W) float32 of ``pair`` and its valid mask (True = valid), or None."""
