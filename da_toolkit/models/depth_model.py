@@ -139,17 +139,27 @@ class DepthModel(RecordsInitArgs, nn.Module):
 
     @torch.no_grad()
     def infer_image(
-        self, rgb: np.ndarray, input_size: int = 518, max_pixels: int | None = DEFAULT_MAX_PIXELS
+        self,
+        rgb: np.ndarray,
+        input_size: int = 518,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        *,
+        channels: Literal["RGB", "BGR"] = "RGB",
     ) -> np.ndarray:
         """Official single-image inference (SPEC 2).
 
+        Channel order: **RGB by default** (``PIL.Image.open(...)``, ``imageio``); the official
+        repository's ``infer_image`` takes BGR (``cv2.imread``), so code ported from it passes
+        ``channels="BGR"`` (same output as the RGB call on the converted image).
+
         Args:
-            rgb: uint8 numpy ``(H,W,3)`` RGB.
+            rgb: uint8 numpy ``(H,W,3)``, channels in the order ``channels`` names.
             input_size: lower bound of the network input's shorter side (sides become
                 multiples of ``input_multiple``; upsampling follows ``upsample_align_corners``).
             max_pixels: limit on the network input's pixels (default 50 M); an image whose
                 official network input would exceed it (e.g. 10000x10 -> 518x518000) raises
                 ``ValueError`` naming both sizes and the limit. ``None`` disables the guard.
+            channels: ``"RGB"`` (default) or ``"BGR"`` (OpenCV's order, the official ``infer_image``).
 
         Returns:
             float32 numpy ``(H,W)`` at the original size: relative disparity or metres (see
@@ -158,4 +168,8 @@ class DepthModel(RecordsInitArgs, nn.Module):
         """
         from da_toolkit.models.inference_core import predict_rgb
 
+        if channels not in ("RGB", "BGR"):
+            raise ValueError(f"infer_image: channels must be 'RGB' or 'BGR', got {channels!r}")
+        if channels == "BGR" and getattr(rgb, "ndim", 0) == 3 and rgb.shape[-1] == 3:
+            rgb = np.ascontiguousarray(rgb[..., ::-1])  # other shapes: predict_rgb names the error
         return predict_rgb(self, rgb, input_size, max_pixels=max_pixels)
