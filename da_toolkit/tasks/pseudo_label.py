@@ -236,8 +236,10 @@ class PseudoLabelTask(pl.LightningModule):
         self.max_failures = max_failures
         if check_contracts:
             from da_toolkit.models.contract import check_model
+            from da_toolkit.tasks.base import one_thread
 
-            check_model(teacher, "model.teacher")
+            with one_thread():
+                check_model(teacher, "model.teacher")
         if not getattr(teacher, "weights_loaded", True):
             if not allow_random_weights:
                 raise ValueError(

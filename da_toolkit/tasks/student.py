@@ -130,11 +130,13 @@ class StudentTask(TeacherTask):
         if not self.check_contracts:
             return
         from da_toolkit.models.contract import check_encoder, check_model
+        from da_toolkit.tasks.base import one_thread
 
-        if teacher is not None:
-            check_model(teacher, "model.init_args.teacher")
-        if frozen_encoder is not None:
-            check_encoder(frozen_encoder, "model.init_args.frozen_encoder")
+        with one_thread():
+            if teacher is not None:
+                check_model(teacher, "model.init_args.teacher")
+            if frozen_encoder is not None:
+                check_encoder(frozen_encoder, "model.init_args.frozen_encoder")
 
     def train(self, mode: bool = True) -> StudentTask:
         super().train(mode)
