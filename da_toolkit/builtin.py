@@ -122,10 +122,11 @@ def da_toolkit_losses() -> dict[str, type]:
 
 @hookimpl
 def da_toolkit_datasources() -> dict[str, type]:
-    """The built-in data sources (datasets, folders, synthetic scenes, shards)."""
+    """The built-in data sources (datasets, folders, synthetic scenes; streaming shards)."""
+    from da_toolkit.data.shards import BUILTIN_SHARD_SOURCES
     from da_toolkit.data.sources import BUILTIN_DATASOURCES
 
-    return dict(BUILTIN_DATASOURCES)
+    return {**BUILTIN_DATASOURCES, **BUILTIN_SHARD_SOURCES}
 
 
 @hookimpl

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 from torch.utils.data import Dataset
 
+from da_toolkit.data.shards import BUILTIN_SHARD_SOURCES
 from da_toolkit.data.sources import BUILTIN_DATASOURCES
 from da_toolkit.plugins import get_component
+
+ALL_SOURCES = {**BUILTIN_DATASOURCES, **BUILTIN_SHARD_SOURCES}
 
 EXPECTED = {
     "synthetic", "image_folder", "paired_folder", "nyuv2", "kitti", "diode", "sintel", "eth3d",
@@ -15,12 +18,13 @@ EXPECTED = {
 
 
 def test_builtin_names():
-    assert set(BUILTIN_DATASOURCES) == EXPECTED
+    assert set(ALL_SOURCES) == EXPECTED
+    assert not set(BUILTIN_DATASOURCES) & set(BUILTIN_SHARD_SOURCES)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_registered_and_documented(name):
     cls = get_component("datasources", name)
-    assert cls is BUILTIN_DATASOURCES[name]
+    assert cls is ALL_SOURCES[name]
     assert issubclass(cls, Dataset)
     assert cls.__doc__ and len(cls.__doc__.strip()) > 40

@@ -8,8 +8,25 @@
 """
 
 from da_toolkit.data.shards.loader import ShardLoader
+from da_toolkit.data.shards.pseudo import PseudoLabelShards
 from da_toolkit.data.shards.sources import ShardedImages, ShardedRGBD
 from da_toolkit.data.shards.stream import ShardStream
 from da_toolkit.data.shards.writer import ShardWriter
 
-__all__ = ["ShardLoader", "ShardStream", "ShardWriter", "ShardedImages", "ShardedRGBD"]
+#: the streaming data sources, registered by the built-in plugin beside
+#: ``da_toolkit.data.sources.BUILTIN_DATASOURCES``
+BUILTIN_SHARD_SOURCES: dict[str, type] = {
+    "sharded_images": ShardedImages,
+    "sharded_rgbd": ShardedRGBD,
+    "pseudo_label_shards": PseudoLabelShards,
+}
+
+__all__ = [
+    "BUILTIN_SHARD_SOURCES",
+    "PseudoLabelShards",
+    "ShardLoader",
+    "ShardStream",
+    "ShardWriter",
+    "ShardedImages",
+    "ShardedRGBD",
+]

@@ -30,14 +30,9 @@ BUILTIN_DATASOURCES: dict[str, type] = {
     "vkitti2": VirtualKITTI2,
     "pseudo_labels": PseudoLabelSource,
 }
-
-# streaming sources over WebDataset tar shards (docs/scale.md); imported last: they use base.py
-from da_toolkit.data.shards.pseudo import PseudoLabelShards
-from da_toolkit.data.shards.sources import ShardedImages, ShardedRGBD
-
-BUILTIN_DATASOURCES.update(
-    {"sharded_images": ShardedImages, "sharded_rgbd": ShardedRGBD, "pseudo_label_shards": PseudoLabelShards}
-)
+# The streaming sources over WebDataset tar shards (docs/scale.md) are registered from
+# da_toolkit.data.shards.BUILTIN_SHARD_SOURCES: they import base.py, so this package does not
+# import them (no import cycle between the packages).
 
 __all__ = [
     "BUILTIN_DATASOURCES",
