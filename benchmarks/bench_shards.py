@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -110,7 +111,7 @@ def _ids(batch: list) -> int:
     return len(batch)
 
 
-def _rate_of(loader, epochs: int = 2) -> float:
+def _rate_of(loader: Any, epochs: int = 2) -> float:
     n, t0 = 0, time.perf_counter()
     for _ in range(epochs):
         for b in loader:
@@ -118,7 +119,7 @@ def _rate_of(loader, epochs: int = 2) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def _identity(sample):
+def _identity(sample: Any) -> Any:
     return sample
 
 
@@ -126,7 +127,7 @@ def _count(batch: list) -> int:
     return len(batch)
 
 
-def _decode_litdata(item):
+def _decode_litdata(item: dict[str, Any]) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(item["jpg"])).convert("RGB"))
 
 

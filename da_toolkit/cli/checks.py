@@ -23,7 +23,7 @@ class RecipeError(ValueError):
 
 
 def _plain(obj: Any) -> Any:
-    """jsonargparse Namespaces -> dicts (recursively); other values unchanged."""
+    """Turn jsonargparse Namespaces into dicts (recursively); other values unchanged."""
     if hasattr(obj, "as_dict"):
         return obj.as_dict()
     if isinstance(obj, Mapping):
@@ -119,7 +119,7 @@ _STRUCTURE = ("Does not validate", "Subtypes:", "Errors:", "- Expected a <class 
 
 
 def parse_error_line(text: str) -> str:
-    """jsonargparse's nested error message as one line ``dotted.key: what is wrong``.
+    """The nested error message of jsonargparse as one line ``dotted.key: what is wrong``.
 
     E.g. ``model.init_args.model.init_args.encoder.init_args.embed_dimm: not an argument of
     DINOv2Encoder`` for a misspelled encoder argument.

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``da-toolkit convert``."""
     from da_toolkit.models.presets import PRESETS
 
     parser = argparse.ArgumentParser(

@@ -185,6 +185,7 @@ class SafeSaveConfigCallback(SaveConfigCallback):
     """
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Lightning hook: decide where the config is saved (every rank takes part); never over another run's."""
         self._target: Path | None = None
         if not self.already_saved and self.save_to_log_dir:
             log_dir = trainer.log_dir  # a collective call (broadcast): every rank must make it
@@ -200,6 +201,7 @@ class SafeSaveConfigCallback(SaveConfigCallback):
         super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Write the parsed config (rank zero), marked as written by the toolkit."""
         # runs on rank zero only: no collective calls here (trainer.log_dir would broadcast)
         path = getattr(self, "_target", None)
         if path is not None and path.is_file() and not _saved_by_us(path):
@@ -227,6 +229,7 @@ class DepthLightningCLI(LightningCLI):
     parse_only: bool = False
 
     def before_instantiate_classes(self) -> None:
+        """Adapt val_check_interval and check crop sizes against the models before anything is built."""
         from da_toolkit.cli.checks import adapt_val_check_interval, check_crop_size
 
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -237,6 +240,7 @@ class DepthLightningCLI(LightningCLI):
             raise ParsedConfig(config)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """Build the Trainer, then install the toolkit's checkpointing (atomic saves, last.ckpt)."""
         trainer = super().instantiate_trainer(**kwargs)
         configure_checkpointing(trainer)
         return trainer

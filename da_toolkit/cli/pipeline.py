@@ -23,6 +23,7 @@ overrides:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``da-toolkit pipeline``."""
     parser = argparse.ArgumentParser(
         prog="da-toolkit pipeline",
         description=__doc__.split("\n\n")[0] + "\n\n" + (pipeline_mod.__doc__ or ""),
@@ -63,6 +64,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    """Run ``da-toolkit pipeline``; returns the exit status."""
     import yaml
 
     args, extra = build_parser().parse_known_args(argv)

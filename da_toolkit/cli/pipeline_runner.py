@@ -97,6 +97,7 @@ def _list_index(node: list[Any], part: str, key: str) -> int:
 
 
 def get_dotted(cfg: dict[str, Any], key: str, default: Any = None) -> Any:
+    """The value at dotted ``key`` (``model.init_args.x``) of ``cfg``, or ``default``."""
     node: Any = cfg
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -259,9 +260,11 @@ class Pipeline:
         return cfg
 
     def stage_dir(self, name: str) -> Path:
+        """The output folder of stage ``name``."""
         return self.output_dir / name
 
     def final_checkpoint(self, name: str) -> Path:
+        """The final checkpoint file of stage ``name`` (the next stages rebuild models from it)."""
         return self.stage_dir(name) / FINAL_CKPT
 
     def _write_config(self, name: str, cfg: dict[str, Any]) -> Path:
@@ -402,6 +405,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ stages
     def run_fit(self, name: str) -> str:
+        """Run fit stage ``name`` (skipped when complete); returns its status line."""
         from da_toolkit.cli import lightning_cli
 
         root = self.stage_dir(name)
@@ -419,6 +423,7 @@ class Pipeline:
         return "resumed and finished" if resumed else "finished"
 
     def run_pseudo_label(self, name: str) -> str:
+        """Run pseudo-label stage ``name`` (skipped when complete); returns its status line."""
         from da_toolkit.cli.pseudo_label import run as run_pseudo_label
 
         done = self.output_dir / f"{name}.done.json"

@@ -75,6 +75,7 @@ class PseudoLabelCLI(DepthLightningCLI):
     early_lock: Any = None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Add ``--store``, ``--format`` and the other pseudo-label options."""
         parser.add_argument("--store", type=str, required=True,
                             help="pseudo-label store: folder (files/shards) or fsspec URL (shards, e.g. s3://b/pl); "
                                  "created; re-runs resume")
@@ -98,6 +99,7 @@ class PseudoLabelCLI(DepthLightningCLI):
         parser.link_arguments("shards.storage_options", "data.storage_options")
 
     def instantiate_classes(self) -> None:
+        """Take the store lock early (before the model is loaded), then build the classes."""
         config = self.config
         rank = guess_global_rank(config.get("trainer"))
         if rank is not None:  # a wrong guess is corrected by the writer (it locks its own rank's shard)

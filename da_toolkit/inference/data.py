@@ -96,6 +96,7 @@ class InferenceData(pl.LightningDataModule):
         return bool(self._done_filters) and all(f(meta) for f in self._done_filters)
 
     def setup(self, stage: str | None = None) -> None:
+        """Lightning hook: list the inputs (once)."""
         self.inputs = discover_inputs(self.path, self.image_extensions, self.video_extensions)
 
     def _loader(self, dataset: Any, **kwargs: Any) -> DataLoader:
@@ -108,6 +109,7 @@ class InferenceData(pl.LightningDataModule):
         )
 
     def predict_dataloader(self) -> list[DataLoader]:
+        """One loader per input bucket (images of one network input size batch together)."""
         if not self.inputs:
             self.setup("predict")
         # unreadable entries (f.error) go through the image dataset, which reports them per file

@@ -136,6 +136,7 @@ class ImageFileDataset(Dataset):
         return len(self.files)
 
     def meta(self, i: int) -> dict[str, Any]:
+        """The ``meta`` of item ``i`` (``id``, ``source`` file, ``frame``)."""
         f = self.files[i]
         return {"id": f.id, "source": str(f.path), "frame": None}
 
@@ -178,6 +179,7 @@ class ImageListDataset(Dataset):
         return len(self.images)
 
     def bucket_keys(self) -> list[Any]:
+        """The batching key of each item (its network input size), in item order."""
         keys: list[Any] = []
         for im in self.images:
             if isinstance(im, np.ndarray):

@@ -192,6 +192,7 @@ class OnnxDepthModel:
         return cls(model, device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the ONNX model: ``x`` (B,3,H,W) ImageNet-normalised -> (B,H,W) on ``x``'s device."""
         out = self.session.run(None, {self.input_name: x.detach().float().cpu().numpy()})[0]
         return torch.from_numpy(out).to(x.device)
 

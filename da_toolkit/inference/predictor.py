@@ -211,6 +211,7 @@ class FastestPath:
         return out, time.perf_counter() - t
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward ``x`` (B,3,H,W) through the fastest configured path for its shape -> (B,H,W)."""
         key = tuple(x.shape)
         choice = self.choices.get(key)
         if choice is not None:

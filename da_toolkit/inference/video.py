@@ -159,14 +159,17 @@ class DepthVideoWriter(DepthWriter):
         self._open: dict[str, _OpenVideo] = {}
 
     def output_path(self, meta: dict[str, Any]) -> Path:
+        """The video file of the item's source video (``<video><suffix>``)."""
         return self.output_dir / f"{meta.get('video', meta['id'])}{self.suffix}"
 
     def is_done(self, meta: dict[str, Any]) -> bool:
+        """True for items that are no video frames, and for videos already written (unless overwrite)."""
         if meta.get("video") is None:
             return True  # not a video frame: nothing to write here
         return not self.overwrite and self.output_path(meta).exists() and meta["video"] not in self._open
 
     def write_item(self, item: PredictionItem) -> None:
+        """Append the item's colourised depth frame to its video (opened on its first frame)."""
         assert item.depth is not None
         vid = str(item.meta["video"])
         video = self._open.get(vid)
@@ -202,9 +205,11 @@ class DepthVideoWriter(DepthWriter):
             del self._open[vid]
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        """Lightning hook: close every open video."""
         self.close_all()
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Lightning hook: abort every open video after a failure."""
         for video in self._open.values():
             video.abort()
         self._open.clear()

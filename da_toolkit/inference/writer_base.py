@@ -61,10 +61,12 @@ class DepthWriter(BasePredictionWriter):
 
     # Lightning hooks -------------------------------------------------------------------------
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        """Lightning hook: reset the counts and failures of this run."""
         self.failures.clear()
         self.written = 0
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Lightning hook: let the data module skip finished items (unless overwrite) and keep images if needed."""
         dm = getattr(trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "add_done_filter") and not self.overwrite:
             dm.add_done_filter(self.is_done)
@@ -81,4 +83,5 @@ class DepthWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        """Write every item of the batch (failures recorded per item, the run continues)."""
         self.write_items(prediction)

@@ -33,6 +33,7 @@ class NpyWriter(DepthWriter):
         super().__init__(output_dir, suffix, overwrite)
 
     def write_item(self, item: PredictionItem) -> None:
+        """Write the item's depth map as float32 ``.npy``, atomically."""
         assert item.depth is not None
         with atomic_path(self.output_path(item.meta)) as tmp, open(tmp, "wb") as f:
             np.save(f, np.asarray(item.depth, dtype=np.float32))
@@ -59,6 +60,7 @@ class Png16Writer(DepthWriter):
         self.scale = scale
 
     def write_item(self, item: PredictionItem) -> None:
+        """Write the item's depth map as a 16-bit PNG with its scale and units, atomically."""
         assert item.depth is not None
         units = "metres" if item.output_kind == "metric" else "relative disparity (bigger = nearer)"
         write_png16(self.output_path(item.meta), item.depth, self.scale, kind=item.output_kind, units=units)
@@ -98,6 +100,7 @@ class ColormapWriter(DepthWriter):
         return vis
 
     def write_item(self, item: PredictionItem) -> None:
+        """Write the item's colourised depth map (optionally beside the image) as PNG, atomically."""
         from PIL import Image
 
         with atomic_path(self.output_path(item.meta)) as tmp:
@@ -152,6 +155,7 @@ class PlyWriter(DepthWriter):
         return intr.matrix(height, width)
 
     def write_item(self, item: PredictionItem) -> None:
+        """Write the item's back-projected point cloud as PLY, atomically."""
         assert item.depth is not None
         if item.output_kind == "metric":
             depth = np.asarray(item.depth, dtype=np.float64)

@@ -148,7 +148,8 @@ def run_prepared(
         images: ``(3,h_i,w_i)`` prepared tensors.
         sizes: original ``(H_i, W_i)`` of each.
         align_corners: the upsampling rule (:func:`align_corners_of`).
-        device, input_dtype: where / in which dtype the stacked batch goes.
+        device: where the stacked batch goes (``None``: where the images are).
+        input_dtype: the dtype of the stacked batch.
 
     Returns:
         ``(H_i, W_i)`` float32 tensors in input order (on the model's output device).

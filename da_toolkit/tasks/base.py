@@ -175,6 +175,7 @@ class DepthTask(pl.LightningModule):
         raise NotImplementedError
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """One optimisation step: the task's loss terms, logged; returns the total loss."""
         loss, terms, pred = self.compute_loss(batch)
         self._nonfinite_step = not bool(torch.isfinite(loss.detach()))
         if self._nonfinite_step:
@@ -256,12 +257,14 @@ class DepthTask(pl.LightningModule):
                 if not any(isinstance(cb, cls) for cb in configured)]  # unless the user configured one
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the skipped-step count and the model description (the file rebuilds its model alone)."""
         from da_toolkit.models.description import CHECKPOINT_KEY, describe_model
 
         checkpoint["skipped_steps"] = self.skipped_steps
         checkpoint[CHECKPOINT_KEY] = describe_model(self.model)  # the file rebuilds its model alone
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the count of skipped (non-finite) steps."""
         self.skipped_steps = int(checkpoint.get("skipped_steps", 0))
 
     def _maybe_log_images(self, batch: dict[str, Any], pred: Tensor | None) -> None:
@@ -303,15 +306,19 @@ class DepthTask(pl.LightningModule):
         metrics.reset()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Update the validation metrics with this batch's predictions."""
         self._eval_step(batch, self.val_metrics, "val")
 
     def on_validation_epoch_end(self) -> None:
+        """Log and reset the validation metrics."""
         self._log_metrics(self.val_metrics, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Update the test metrics with this batch's predictions."""
         self._eval_step(batch, self.test_metrics, "test")
 
     def on_test_epoch_end(self) -> None:
+        """Log and reset the test metrics."""
         self._log_metrics(self.test_metrics, "test")
 
     # ----------------------------------------------------------------------------- optimiser
@@ -320,6 +327,7 @@ class DepthTask(pl.LightningModule):
         return list(self.model.encoder.parameters())
 
     def configure_optimizers(self) -> dict:
+        """The optimiser and schedule of ``optim`` (encoder and decoder learning rates)."""
         enc_ids = {id(p) for p in self.encoder_parameters()}
         others = [p for p in self.parameters() if id(p) not in enc_ids]
         groups = param_groups(self.encoder_parameters(), others, self.optim)

@@ -102,6 +102,7 @@ class TrainingHealthCheck(pl.Callback):
 
     # --------------------------------------------------------------------------- hooks
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Lightning hook: watch the model's outputs during the first steps."""
         target = getattr(pl_module, self.model_attr, None)
         module = target if isinstance(target, nn.Module) else pl_module
         if self._handle is None and self._seen < self.steps:
@@ -110,11 +111,13 @@ class TrainingHealthCheck(pl.Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
+        """Lightning hook: reset this step's observations."""
         self._watching = self._seen < self.steps
         self._step_constant = None
         self._step_zero_grad = None
 
     def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Lightning hook: record whether every gradient of this step is zero."""
         if not self._watching:
             return
         zero = True
@@ -127,6 +130,7 @@ class TrainingHealthCheck(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        """Lightning hook: count the watched step; warn once the first steps all looked dead."""
         if not self._watching:
             return
         self._watching = False
@@ -138,6 +142,7 @@ class TrainingHealthCheck(pl.Callback):
             self._report(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Lightning hook: stop watching (remove the forward hook)."""
         self._remove_hook()
 
     # --------------------------------------------------------------------------- internals

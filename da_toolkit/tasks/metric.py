@@ -44,6 +44,7 @@ class MetricTask(DepthTask):
         self.min_depth = float(min_depth)
 
     def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+        """SiLog loss of the metric depth prediction on the labeled batch: (total, terms, prediction)."""
         if "labeled" not in batch:
             raise ValueError("MetricTask needs labeled batches with metric depth (batch['labeled'])")
         labeled = batch["labeled"]

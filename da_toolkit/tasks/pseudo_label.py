@@ -172,6 +172,7 @@ class UnlabeledImages(pl.LightningDataModule):
         self.dataset: Dataset | None = None
 
     def setup(self, stage: str) -> None:
+        """Lightning hook: the items still to label, prepared for the network (done ids skipped)."""
         from torch.utils.data import ConcatDataset
 
         done = self.done_ids()
@@ -203,6 +204,7 @@ class UnlabeledImages(pl.LightningDataModule):
         return getattr(self, "trainer", None) is not None and self.trainer.lightning_module is not None
 
     def predict_dataloader(self) -> DataLoader:
+        """The loader over every item still to label."""
         assert self.dataset is not None
         return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
                           collate_fn=_collate)
@@ -263,6 +265,7 @@ class PseudoLabelTask(pl.LightningModule):
         return int(self.max_failures is not None and len(self.failures) > self.max_failures)
 
     def on_predict_end(self) -> None:
+        """Lightning hook: print the items that could not be labeled, with the exit status they cause."""
         if self.failures:
             lines = "\n".join(f"  {f}" for f in self.failures)
             verdict = "exit status 1" if self.exit_status else f"tolerated (max_failures={self.max_failures})"
@@ -406,6 +409,7 @@ class PseudoLabelStoreWriter(BasePredictionWriter):
         self.error: str | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Lightning hook: open this rank's store writer (predict only)."""
         from da_toolkit.data.pseudo_store import PseudoLabelWriter
 
         if stage != "predict" or self._writer is not None:
@@ -427,6 +431,7 @@ class PseudoLabelStoreWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
                            dataloader_idx: int) -> None:
+        """Write the batch's pseudo-labels (items already in the store skipped)."""
         done = self._writer.done_ids()
         for item in prediction:
             if item["id"] in done:
@@ -438,9 +443,11 @@ class PseudoLabelStoreWriter(BasePredictionWriter):
             self.written += 1
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Lightning hook: release this rank's lock and writer."""
         self.release()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """Lightning hook: release this rank's lock and writer after a failure."""
         self.release()  # finished items are durable; the shard lock must not outlive a failed run
 
     def release(self) -> None:
@@ -488,6 +495,7 @@ class PseudoLabelShardStoreWriter(_shard_callback_base()):  # type: ignore[misc]
             writer.abort()
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Lightning hook: open this rank's shard writer (predict only)."""
         if stage != "predict" or self._writer is not None:
             return
         shard = shard_name(trainer.global_rank)
@@ -508,6 +516,7 @@ class PseudoLabelShardStoreWriter(_shard_callback_base()):  # type: ignore[misc]
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
                            dataloader_idx: int) -> None:
+        """Write the batch's pseudo-labels into this rank's shards."""
         try:
             super().write_on_batch_end(trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                                        dataloader_idx)
@@ -515,6 +524,7 @@ class PseudoLabelShardStoreWriter(_shard_callback_base()):  # type: ignore[misc]
             self._fail(exc, f"shard of {shard_name(trainer.global_rank)}")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """Lightning hook: release this rank's shard writer after a failure."""
         self.release()
 
     def release(self) -> None:
@@ -523,6 +533,7 @@ class PseudoLabelShardStoreWriter(_shard_callback_base()):  # type: ignore[misc]
         self._abort()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Lightning hook: finish this rank's shard and release it."""
         self._lock.close()
         try:
             super().teardown(trainer, pl_module, stage)

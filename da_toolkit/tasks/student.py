@@ -139,6 +139,7 @@ class StudentTask(TeacherTask):
                 check_encoder(frozen_encoder, "model.init_args.frozen_encoder")
 
     def train(self, mode: bool = True) -> StudentTask:
+        """Set training mode, keeping the frozen encoder and the teacher in eval mode."""
         super().train(mode)
         for frozen in (self.frozen_encoder, self.teacher):
             if frozen is not None:
@@ -189,6 +190,7 @@ class StudentTask(TeacherTask):
         return terms
 
     def labeled_terms(self, labeled: dict[str, Any]) -> tuple[dict[str, Tensor], Tensor]:
+        """Loss terms of the labeled batch (plus the segmentation term when a head is set), and the prediction."""
         if self.seg_head is None or "seg" not in labeled:
             return super().labeled_terms(labeled)
         pred, enc = self(labeled["image"], return_features=True)
@@ -201,12 +203,14 @@ class StudentTask(TeacherTask):
         return terms, pred
 
     def labeled_total(self, terms: dict[str, Tensor]) -> Tensor:
+        """Weighted sum of the labeled terms (segmentation included)."""
         total = super().labeled_total(terms)
         if "seg" in terms:
             total = total + self.seg_weight * terms["seg"]
         return total
 
     def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+        """Labeled, unlabeled (pseudo-label, CutMix) and feature-alignment terms: (total, terms, prediction)."""
         terms: dict[str, Tensor] = {}
         pred = None
         if "labeled" in batch:

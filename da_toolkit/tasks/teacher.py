@@ -70,12 +70,14 @@ class TeacherTask(DepthTask):
         return terms, pred
 
     def labeled_total(self, terms: dict[str, Tensor]) -> Tensor:
+        """The labeled loss plus the weighted gradient-matching term."""
         total = terms["ssi"]
         if "gm" in terms:
             total = total + self.gradient_weight * terms["gm"]
         return total
 
     def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+        """Loss of the labeled batch: (total, terms, prediction)."""
         if "labeled" not in batch:
             raise ValueError("TeacherTask needs labeled batches (batch['labeled']); configure data.labeled")
         terms, pred = self.labeled_terms(batch["labeled"])

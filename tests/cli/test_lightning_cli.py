@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from da_toolkit.cli.lightning_cli import preprocess_args, run_lightning_cli
 from da_toolkit.cli.class_paths import UnknownClassPathError, resolve_class_path, resolve_config
+from da_toolkit.cli.lightning_cli import preprocess_args, run_lightning_cli
 
 
 def _teacher_config(root: Path, steps: int, every: int = 1) -> dict:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from da_toolkit.cli.lightning_cli import run_lightning_cli

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import torch
 
+
 def tiny_model(**decoder: Any) -> Any:
     """The tiny preset as a DepthModel (decoder arguments overridden, e.g. ``max_depth=20.0``)."""
     from da_toolkit.models.description import build_model
@@ -49,7 +50,6 @@ class ListData:
 
     def __new__(cls, train: list[dict[str, Any]], val: list[dict[str, Any]] | None = None):  # noqa: D102
         import lightning.pytorch as pl
-
         from torch.utils.data import DataLoader
 
         def loader(batches: list[dict[str, Any]]) -> DataLoader:

@@ -43,9 +43,9 @@ def _fit(cfg_path: Path, *extra: str, wait: bool = True, **kw) -> subprocess.Pop
 
 def _abs_rel(ckpt: Path) -> float:
     from da_toolkit.data.sources import BUILTIN_DATASOURCES
+    from da_toolkit.evaluation import evaluate_model
     from da_toolkit.metrics import DepthMetrics
     from da_toolkit.models.presets import load_model
-    from da_toolkit.evaluation import evaluate_model
 
     model = load_model("tiny", weights=str(ckpt))
     data = BUILTIN_DATASOURCES["synthetic"](length=4, size=(42, 56), seed=99)

@@ -65,6 +65,7 @@ def pack_source(
         prefix: shard name prefix.
         maxcount: items per shard.
         image_format: ``jpg`` (quality ``quality``), ``png`` or ``webp``.
+        quality: JPEG/WebP quality (1-100).
         labels: keep depth/valid/seg (False: images only).
         storage_options: fsspec options of ``root``.
         progress: show a tqdm bar.

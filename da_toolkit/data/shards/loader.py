@@ -11,6 +11,7 @@ do pre-fetch (the state is then taken that many batches back).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from torch.utils.data import DataLoader
@@ -83,7 +84,7 @@ class ShardLoader(DataLoader):
         rank, world = (self.rank, self.world_size) if self.world_size is not None else _dist_rank_world()
         return {"rank": rank, "world_size": world, "num_workers": self.num_workers, "batch_size": int(self.batch_size or 1)}
 
-    def __iter__(self):  # type: ignore[override]
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         ds: ShardStream = self.dataset  # type: ignore[assignment]
         layout = self._layout()
         skip: dict[int, int] = {}

@@ -57,6 +57,7 @@ class PseudoLabelShardCallback(BasePredictionWriter):
         self.written = 0
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Lightning hook: open this rank's shard writer."""
         if stage != "predict" or self._writer is not None:
             return
         settings = {**getattr(pl_module, "settings_base", {}), **self.settings}
@@ -69,6 +70,7 @@ class PseudoLabelShardCallback(BasePredictionWriter):
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
                            dataloader_idx: int) -> None:
+        """Write the batch's pseudo-labels into this rank's shards."""
         assert self._writer is not None
         done = self._writer.done_ids()
         for item in prediction:
@@ -79,6 +81,7 @@ class PseudoLabelShardCallback(BasePredictionWriter):
             self.written += 1
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Lightning hook: finish this rank's last shard."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -306,6 +306,7 @@ class PseudoLabelShards(ShardStream):
         raise SampleReadError(where, f"no image member and an image_ref without 'path' or 'source'+'index': {ref}")
 
     def decode(self, raw: dict[str, Any], where: str) -> dict[str, Any]:
+        """One raw shard record -> a sample dict (image and relative disparity); ``where`` names it in errors."""
         from da_toolkit.data.sources.base import make_sample
 
         info = read_info(raw, where)

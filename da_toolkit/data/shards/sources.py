@@ -20,6 +20,7 @@ class ShardedImages(ShardStream):
     stream = "unlabeled"
 
     def decode(self, raw: dict[str, Any], where: str) -> dict[str, Any]:
+        """One raw shard record -> an unlabeled sample dict; ``where`` names it in errors."""
         return decode_sample(raw, source=self.name, where=where, labeled=False)
 
 
@@ -36,4 +37,5 @@ class ShardedRGBD(ShardStream):
     stream = "labeled"
 
     def decode(self, raw: dict[str, Any], where: str) -> dict[str, Any]:
+        """One raw shard record -> a labeled sample dict (depth, valid mask); ``where`` names it in errors."""
         return decode_sample(raw, source=self.name, where=where, labeled=True)

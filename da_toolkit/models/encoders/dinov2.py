@@ -57,7 +57,8 @@ def resample_pos_embed(patch_pos: torch.Tensor, grid_h: int, grid_w: int, offset
 
     Args:
         patch_pos: ``(1, N, C)`` embeddings of a ``sqrt(N) x sqrt(N)`` grid (no class token).
-        grid_h, grid_w: target grid (input height / 14, width / 14).
+        grid_h: target grid height (input height / 14).
+        grid_w: target grid width (input width / 14).
         offset: the official 0.1 added to the target grid before computing the scale factors.
 
     Returns:
@@ -313,6 +314,7 @@ class DINOv2Encoder(Encoder):
         return t + self.pos_embed_for(gh, gw).to(t.dtype)
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:
+        """``x`` (B,3,H,W) ImageNet-normalised, sides multiples of ``patch_size`` -> 4 token maps + class tokens."""
         self.check_input(x)
         b = x.shape[0]
         gh, gw = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
