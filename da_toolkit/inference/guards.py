@@ -16,7 +16,8 @@ class RandomWeightsError(UsageError):
 
 
 def require_trained_model(model: Any, allow_random_weights: bool = False, where: str = "model",
-                          hint: str = "--allow_random_weights") -> None:
+                          hint: str = "--allow_random_weights",
+                          weights_hint: str = "--weights FILE / model.weights") -> None:
     """Refuse a randomly initialised model (its outputs look like plausible blurry depth).
 
     Args:
@@ -25,6 +26,7 @@ def require_trained_model(model: Any, allow_random_weights: bool = False, where:
         allow_random_weights: accept it anyway (tests, smoke runs, timing).
         where: what to name in the message (``"predict"``, ``"export"``, ``"model.teacher"``).
         hint: the option that allows it, named in the message.
+        weights_hint: how to give the weights file, named in the message.
 
     Raises:
         RandomWeightsError: one line naming ``where``, the fix and ``hint``.
@@ -33,6 +35,6 @@ def require_trained_model(model: Any, allow_random_weights: bool = False, where:
         return
     raise RandomWeightsError(
         f"{where}: the model has no weights loaded (a randomly initialised model predicts noise that "
-        f"looks like blurry depth); give a weights file (e.g. --weights FILE / model.weights), or "
+        f"looks like blurry depth); give a weights file (e.g. {weights_hint}), or "
         f"{hint} to run it anyway"
     )

@@ -93,7 +93,9 @@ class DepthPredictionTask(pl.LightningModule):
         """Refuse a model with no weights loaded (unless allowed); memory format, compilation."""
         # checked here, before any input is read, so that the command reports it as one line
         require_trained_model(self.model, self.allow_random_weights, where="da-toolkit predict",
-                              hint="--model.allow_random_weights true")
+                              hint="--model.allow_random_weights true",
+                              weights_hint="--model.model.init_args.weights FILE, or --model.model FILE for a "
+                                           "file that records its model")
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.compile:

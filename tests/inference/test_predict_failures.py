@@ -124,6 +124,7 @@ def test_predict_and_export_refuse_random_weights(tmp_path, monkeypatch, rng, ca
     assert main(base) == 2
     err = capsys.readouterr().err
     assert "no weights loaded" in err and "--model.allow_random_weights true" in err
+    assert "--model.model.init_args.weights FILE" in err  # how to give them, in predict's own terms
     assert not (tmp_path / "predictions" / "a.npy").exists()
     assert main([*base, "--model.allow_random_weights", "true"]) == 0
     assert (tmp_path / "predictions" / "a.npy").is_file()
