@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -59,11 +60,13 @@ def known_class_names() -> dict[str, type]:
     """Bare names of the imported classes jsonargparse may resolve (modules, tasks, data, ...)."""
     import_resolvable_classes()
     import lightning.pytorch as pl
+    from lightning.pytorch.loggers import Logger
     from torch import nn
     from torch.utils.data import Dataset
 
     names: dict[str, type] = {}
-    for base in (nn.Module, pl.LightningModule, pl.LightningDataModule, pl.Callback, Dataset):
+    # Logger: bare Lightning logger names (CSVLogger, TensorBoardLogger) resolve like callbacks
+    for base in (nn.Module, pl.LightningModule, pl.LightningDataModule, pl.Callback, Logger, Dataset):
         names.setdefault(base.__name__, base)
         for sub in _all_subclasses(base):
             names.setdefault(sub.__name__, sub)
@@ -95,6 +98,71 @@ def _close(name: str, candidates: list[str]) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
+#: recipe keys -> the component kind a ``class_path`` under them names (for suggestions only)
+_KIND_OF_KEY = (
+    ("encoder", "encoders"), ("decoder", "decoders"), ("loss", "losses"), ("perturb", "perturbations"),
+    ("metric", "metrics"), ("writer", "writers"), ("source", "datasources"),
+)
+_SOURCE_KEYS = frozenset({"labeled", "unlabeled", "val", "test", "predict"})
+_SINGULAR = {"losses": "loss", "datasources": "data source"}
+
+
+def expected_kind(where: str) -> str | None:
+    """The component kind a ``class_path`` at ``where`` names, from the key that holds it.
+
+    ``model.init_args.labeled_loss.class_path`` -> ``losses``, ``data.init_args.val[0].class_path``
+    -> ``datasources``, ``trainer.logger.class_path`` -> ``loggers``, ``...callbacks[1]...`` ->
+    ``callbacks``; ``None`` when the key says nothing.
+    """
+    keys = [k for k in re.sub(r"\[\d+\]", "", where).split(".") if k not in ("", "class_path", "init_args")]
+    for key in (k.lower() for k in reversed(keys[-2:])):  # the holder, or its parent (``steps`` of a sequence)
+        if key in ("logger", "loggers"):
+            return "loggers"
+        if key == "callbacks":
+            return "callbacks"
+        if key in _SOURCE_KEYS:
+            return "datasources"
+        kind = next((kind for fragment, kind in _KIND_OF_KEY if fragment in key), None)
+        if kind is not None:
+            return kind
+    return None
+
+
+def _lightning_names(kind: str) -> list[str]:
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import Logger
+
+    base = Logger if kind == "loggers" else pl.Callback
+    return sorted({c.__name__ for c in _all_subclasses(base) if not c.__name__.startswith("_")})
+
+
+def unknown_name_hint(value: str, where: str) -> str:
+    """The end of the error for a bare ``class_path`` nobody registers or imports.
+
+    Close matches come from the names of the kind the key names (registered names and their
+    classes' names; Lightning's loggers or callbacks), else from the registered names and the
+    toolkit's and Lightning's own classes - never from every imported torch class. Plugins that
+    failed to load (they may have registered the name) are named with the cause.
+    """
+    from da_toolkit.plugins import get_registry, kind_names
+
+    registry = get_registry()
+    kind = expected_kind(where)
+    if kind in kind_names():
+        what = _SINGULAR.get(kind, kind[:-1])
+        return f": not a registered {what} name nor an imported class{registry.missing_hint(kind, value, class_names=True)}"
+    if kind is not None:  # loggers, callbacks
+        return f": not a Lightning {kind[:-1]}{_close(value, _lightning_names(kind))}"
+    own = sorted(
+        name for name, cls in known_class_names().items() if cls.__module__.split(".")[0] in ("da_toolkit", "lightning")
+    )
+    hint = _close(value, sorted(registered_names()) + own)
+    failed = [f for f in registry.failures if f.kind is None and f.plugin not in registry.plugins]
+    if failed:
+        hint += "; " + "; ".join(f"plugin {f.plugin!r} failed to load ({f.error})" for f in failed)
+    return f": not a registered component name nor an imported class{hint}"
+
+
 def resolve_class_path(value: str, where: str) -> str:
     """The dotted class path for a ``class_path`` value (registered name, bare name or dotted)."""
     from da_toolkit.plugins import PluginConflictError, get_registry
@@ -123,8 +191,7 @@ def resolve_class_path(value: str, where: str) -> str:
     if value in known:
         return value
     raise UnknownClassPathError(
-        f"{where}: unknown class_path {value!r}: not a registered component name nor an imported "
-        f"class{_close(value, sorted(registered) + sorted(known))} (see `da-toolkit plugins`)"
+        f"{where}: unknown class_path {value!r}{unknown_name_hint(value, where)} (see `da-toolkit plugins`)"
     )
 
 
