@@ -121,9 +121,10 @@ def test_honest_components_pass_and_the_checks_are_cheap() -> None:
         return time.perf_counter() - start
 
     build(True)  # warm-up (imports)
-    with_checks = min(build(True) for _ in range(3))
-    without = min(build(False) for _ in range(3))
-    # two model checks (student, teacher) + two loss calls on tiny inputs: well under a second
+    with_checks = min(build(True) for _ in range(2))
+    without = min(build(False) for _ in range(2))
+    # two model checks (student, teacher) + two loss calls on tiny inputs, on one thread: a few ms
+    # unloaded; the bound leaves room for a loaded 2-core machine
     assert with_checks - without < 1.0, (with_checks, without)
 
 
