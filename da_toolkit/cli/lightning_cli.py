@@ -110,7 +110,7 @@ def preprocess_args(argv: Sequence[str], tmpdir: str, group_classes: dict[str, t
         key, eq, value = arg.partition("=")
         parts = key.lstrip("-").split(".")
         special = key.startswith("--") or key == "-c"
-        special = special and (key in CONFIG_FLAGS or key.endswith("class_path")
+        special = special and (key in CONFIG_FLAGS or key.endswith("class_path") or key.endswith(".help")
                                or (len(parts) >= 2 and parts[-1] in model_names))
         if not special or (not eq and i + 1 >= len(args)):
             out.append(arg)
@@ -123,6 +123,8 @@ def preprocess_args(argv: Sequence[str], tmpdir: str, group_classes: dict[str, t
             value = _resolve_config_file(value, tmpdir, len(out), known, deferred)
         elif key.endswith("class_path"):
             value = resolve_class_path(value, key.lstrip("-"))
+        elif key.endswith(".help"):  # --model.init_args.model.init_args.encoder.help dinov2 (issue 14.5)
+            value = help_class_path(value, key.lstrip("-")[: -len("help")] + "class_path")
         else:
             deferred.pop(key.lstrip("-"), None)
             value = expand_argument(key, value) or value
@@ -131,6 +133,16 @@ def preprocess_args(argv: Sequence[str], tmpdir: str, group_classes: dict[str, t
     if deferred:
         raise next(iter(deferred.values()))
     return out
+
+
+def help_class_path(value: str, where: str) -> str:
+    """The dotted class path jsonargparse's ``--KEY.help CLASS`` needs, for a registered name, a
+    bare class name or a dotted path (unknown names: the ``class_path`` error)."""
+    from da_toolkit.cli.class_paths import known_class_names
+
+    path = resolve_class_path(value, where)
+    cls = known_class_names().get(path) if "." not in path else None
+    return f"{cls.__module__}.{cls.__qualname__}" if cls is not None else path
 
 
 def keep_nested_values() -> None:

@@ -94,3 +94,17 @@ def test_a_recipe_naming_a_bare_logger_parses(tmp_path: Path, capsys: pytest.Cap
     assert done.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["trainer"]["logger"]["class_path"] == "lightning.pytorch.loggers.CSVLogger"
+
+
+def test_help_of_a_component_accepts_registered_and_bare_names(tmp_path: Path) -> None:
+    """``--model.init_args.model.init_args.encoder.help dinov2`` (jsonargparse wants a dotted path)."""
+    from da_toolkit.cli.lightning_cli import preprocess_args
+    from da_toolkit.models.encoders.dinov2 import DINOv2Encoder
+
+    key = "--model.init_args.model.init_args.encoder.help"
+    dotted = f"{DINOv2Encoder.__module__}.DINOv2Encoder"
+    assert preprocess_args([key, "dinov2"], str(tmp_path)) == [f"{key}={dotted}"]
+    assert preprocess_args([f"{key}=DINOv2Encoder"], str(tmp_path)) == [f"{key}={dotted}"]
+    assert preprocess_args([f"{key}={dotted}"], str(tmp_path)) == [f"{key}={dotted}"]
+    with pytest.raises(UnknownClassPathError, match="encoder.class_path.*did you mean dinov2"):
+        preprocess_args([key, "dinov3"], str(tmp_path))
