@@ -104,7 +104,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--kind", choices=kind_names(), help="list one kind only")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument(
-        "--strict", action="store_true", help="exit with status 1 if any plugin failed or clashed"
+        "--strict", action="store_true",
+        help="exit with status 1 if any plugin failed or clashed (with --kind: failed to load, or in that kind; "
+        "only that kind's hooks run)"
     )
     args = parser.parse_args(argv)
     registry = get_registry(kinds=None if args.kind is None else [args.kind])
