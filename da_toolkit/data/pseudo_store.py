@@ -41,7 +41,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -49,6 +48,7 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from da_toolkit.data.io import atomic_save_npy, atomic_write_json
+from da_toolkit.data.locks import ShardBusyError, try_lock  # noqa: F401 - ShardBusyError is part of this module's API
 
 STORE_FORMAT = "da_toolkit.pseudo_labels/1"
 SHARD_HEADER = "shard.json"
@@ -58,10 +58,6 @@ _SHARD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 class StoreMismatchError(ValueError):
     """A writer or reader met shards produced by a different teacher or different settings."""
-
-
-class ShardBusyError(RuntimeError):
-    """Another live process holds the lock of this shard (one writer per shard)."""
 
 
 def _check_shard_name(shard: str) -> None:
@@ -83,20 +79,11 @@ class ShardLock:
     def __init__(self, root: str | os.PathLike[str], shard: str) -> None:
         _check_shard_name(shard)
         self.dir = Path(root) / shard
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.dir / MANIFEST, "ab")  # noqa: SIM115 - owned by the lock / its writer
-        if sys.platform == "win32":  # pragma: no cover - no flock; shard names must stay unique
-            return
-        import fcntl
-
-        try:
-            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.handle.close()
-            raise ShardBusyError(
-                f"pseudo-label shard {self.dir} is being written by another process; wait for it to "
-                "finish, or give every writer (rank) its own shard name"
-            ) from None
+        self.handle = try_lock(
+            self.dir / MANIFEST,
+            f"pseudo-label shard {self.dir} is being written by another process; wait for it to "
+            "finish, or give every writer (rank) its own shard name",
+        )
 
     @property
     def held(self) -> bool:

@@ -308,23 +308,16 @@ class _ShardFileLock:
     """``flock`` on ``<root>/.<shard>.lock``, the lock file of a local shard store's writer."""
 
     def __init__(self, root: str, shard: str) -> None:
-        import fcntl
 
-        from da_toolkit.data.pseudo_store import ShardBusyError
+        from da_toolkit.data.locks import try_lock
         from da_toolkit.data.shards import urls
 
         self.shard = shard
-        folder = urls.local_path(root)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.handle = open(folder / f".{shard}.lock", "ab")  # noqa: SIM115 - released by close()
-        try:
-            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.handle.close()
-            raise ShardBusyError(
-                f"pseudo-label shards {shard!r} in {root} are being written by another process; wait for it "
-                "to finish, or give every writer (rank) its own shard name"
-            ) from None
+        self.handle = try_lock(
+            urls.local_path(root) / f".{shard}.lock",
+            f"pseudo-label shards {shard!r} in {root} are being written by another process; wait for it "
+            "to finish, or give every writer (rank) its own shard name",
+        )
 
     @property
     def held(self) -> bool:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from da_toolkit.data.errors import SampleReadError
+from da_toolkit.data.locks import try_lock
 from da_toolkit.data.pseudo_store import _SHARD_RE, StoreMismatchError, _canonical
 from da_toolkit.data.shards import urls as U
 from da_toolkit.data.shards.codec import (
@@ -129,19 +130,11 @@ class PseudoLabelShardWriter:
     def _lock(self) -> None:
         if not U.is_local(self.root) or sys.platform == "win32":
             return  # object storage: shard names must be unique per writer (one per rank)
-        import fcntl
-
-        folder = U.local_path(self.root)
-        folder.mkdir(parents=True, exist_ok=True)
-        self._lock_handle = open(folder / f".{self.shard}.lock", "ab")  # noqa: SIM115 - closed in close()
-        try:
-            fcntl.flock(self._lock_handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lock_handle.close()
-            raise RuntimeError(
-                f"pseudo-label shards {self.shard!r} in {self.root} are being written by another process; "
-                "give every writer (rank) its own shard name"
-            ) from None
+        self._lock_handle = try_lock(
+            U.local_path(self.root) / f".{self.shard}.lock",
+            f"pseudo-label shards {self.shard!r} in {self.root} are being written by another process; "
+            "give every writer (rank) its own shard name",
+        )
 
     def _check_against_existing(self) -> None:
         for name, index in sorted(read_store_indexes(self.root, self.storage_options).items()):
