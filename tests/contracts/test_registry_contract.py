@@ -425,7 +425,8 @@ def test_onnx_export_parity_or_listed_not_exportable(enc: str, dec: str, tmp_pat
 @pytest.mark.slow
 def test_plugin_encoder_passes_the_contract(tmp_path: Path) -> None:
     """The example plugin package, pip-installed into a temporary folder: its encoder appears in
-    the registry-driven pairs (by registration alone) and passes every default contract test."""
+    the registry-driven pairs (by registration alone) and passes every contract test, Lightning
+    training and ONNX export included."""
     import os
     import subprocess
     import sys
@@ -439,9 +440,11 @@ def test_plugin_encoder_passes_the_contract(tmp_path: Path) -> None:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), str(repo), env.get("PYTHONPATH")]))
     done = subprocess.run(
         [sys.executable, "-m", "pytest", str(Path(__file__)), "-q", "-p", "no:cacheprovider",
-         "-k", "dermoscopy_cnn", "-m", "not slow", "-rA"],
+         "-k", "dermoscopy_cnn", "-m", "slow or not slow", "-rA"],
         capture_output=True, text=True, env=env, cwd=repo, timeout=600,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     passed = re.findall(r"PASSED \S+\[(dermoscopy_cnn\+\w+)\]", done.stdout)
     assert {"dermoscopy_cnn+dpt", "dermoscopy_cnn+smp_decoder"} <= set(passed), done.stdout[-4000:]
+    for test in ("test_teacher_trains_two_steps", "test_student_trains_two_steps", "test_onnx_export_parity"):
+        assert re.search(rf"PASSED \S+::{test}\w*\[dermoscopy_cnn\+dpt\]", done.stdout), (test, done.stdout[-4000:])
