@@ -51,3 +51,13 @@ def tiny_quickstart(out: Path, steps: int = 2, n: int = 6) -> dict[str, Any]:
 def write_recipe(recipe: dict[str, Any], path: Path) -> Path:
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
+
+
+def without_pretrain(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The recipe without its semantic pretraining stage: stages that started from it start from
+    random weights (for tests that swap in an architecture the pretrained encoder does not fit)."""
+    recipe["stages"].pop("pretrain", None)
+    for stage in recipe["stages"].values():
+        if stage.get("encoder_from") == "pretrain":
+            stage.pop("encoder_from")
+    return recipe
