@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
-__all__ = ["ShardBusyError", "try_lock"]
+__all__ = ["HeldLock", "ShardBusyError", "try_lock"]
 
 
 class ShardBusyError(RuntimeError):
@@ -36,3 +36,25 @@ def try_lock(path: str | os.PathLike[str], busy_message: str) -> BinaryIO:
         handle.close()
         raise ShardBusyError(busy_message) from None
     return handle
+
+
+class HeldLock:
+    """A lock taken by :func:`try_lock` and held while :attr:`handle` is open (a context manager)."""
+
+    handle: BinaryIO
+
+    @property
+    def held(self) -> bool:
+        """True until :meth:`close`."""
+        return not self.handle.closed
+
+    def close(self) -> None:
+        """Release the lock (idempotent)."""
+        if not self.handle.closed:
+            self.handle.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

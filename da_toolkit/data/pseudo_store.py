@@ -48,7 +48,7 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from da_toolkit.data.io import atomic_save_npy, atomic_write_json
-from da_toolkit.data.locks import ShardBusyError, try_lock  # noqa: F401 - ShardBusyError is part of this module's API
+from da_toolkit.data.locks import HeldLock, ShardBusyError, try_lock  # noqa: F401 - ShardBusyError is part of this module's API
 
 STORE_FORMAT = "da_toolkit.pseudo_labels/1"
 SHARD_HEADER = "shard.json"
@@ -65,7 +65,7 @@ def _check_shard_name(shard: str) -> None:
         raise ValueError(f"shard name {shard!r}: use letters, digits, '_', '.', '-' (not starting with '.')")
 
 
-class ShardLock:
+class ShardLock(HeldLock):
     """Exclusive lock of one shard of a store: an ``flock`` on ``<root>/<shard>/manifest.jsonl``.
 
     Taking it creates the shard folder and an empty manifest if missing, and nothing else; it
@@ -85,21 +85,6 @@ class ShardLock:
             "finish, or give every writer (rank) its own shard name",
         )
 
-    @property
-    def held(self) -> bool:
-        """True until :meth:`close`."""
-        return not self.handle.closed
-
-    def close(self) -> None:
-        """Release the lock (idempotent)."""
-        if not self.handle.closed:
-            self.handle.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def lock_shard(root: str | os.PathLike[str], shard: str) -> ShardLock:

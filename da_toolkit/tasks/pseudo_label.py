@@ -33,6 +33,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from da_toolkit.data.locks import HeldLock
 from da_toolkit.models.depth_model import DepthModel
 from da_toolkit.tasks.model_spec import freeze
 
@@ -304,11 +305,10 @@ def shard_name(rank: int) -> str:
     return f"rank{rank:03d}"
 
 
-class _ShardFileLock:
+class _ShardFileLock(HeldLock):
     """``flock`` on ``<root>/.<shard>.lock``, the lock file of a local shard store's writer."""
 
     def __init__(self, root: str, shard: str) -> None:
-
         from da_toolkit.data.locks import try_lock
         from da_toolkit.data.shards import urls
 
@@ -318,16 +318,6 @@ class _ShardFileLock:
             f"pseudo-label shards {shard!r} in {root} are being written by another process; wait for it "
             "to finish, or give every writer (rank) its own shard name",
         )
-
-    @property
-    def held(self) -> bool:
-        """True until :meth:`close`."""
-        return not self.handle.closed
-
-    def close(self) -> None:
-        """Release the lock (idempotent)."""
-        if not self.handle.closed:
-            self.handle.close()
 
 
 def take_store_lock(store: str, store_format: StoreFormat, shard: str) -> Any:
