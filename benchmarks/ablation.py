@@ -45,6 +45,47 @@ TINY = {  # seconds-scale settings for smoke tests: the mechanics, not the scien
 }
 
 
+#: --tune: variants of ``student_full`` tried on ``target_val`` only (docs/ablation.md, "Tuning").
+#: Each maps dotted keys of the student's config to values; ``pseudo_labels`` picks the store.
+#: The recipe's own stages run too (a resumed seed folder skips them as done); ``student_full``
+#: is the baseline candidate.
+TUNE_CANDIDATES: dict[str, dict[str, Any]] = {
+    "tune_steps1200": {"trainer.max_steps": 1200},
+    "tune_margin050": {"model.init_args.feature_loss.init_args.margin": 0.5},
+    "tune_steps1200_unl2048": {"trainer.max_steps": 1200, "pseudo_labels": "pseudo_labels_2048"},
+}
+#: the tuning set: the only one any choice may look at
+TUNE_SET = "target_val"
+
+
+def tune_overrides(candidates: dict[str, dict[str, Any]] = TUNE_CANDIDATES) -> dict[str, Any]:
+    """Pipeline overrides that add one student stage per candidate and evaluate on ``target_val`` only.
+
+    The candidates' stages are variants (``base: student_full``); a candidate naming
+    ``pseudo_labels_2048`` gets a pseudo-label stage of 2048 target-domain images (the recipe's
+    512 plus 1536 more of the same stream). No test set is evaluated.
+    """
+    import yaml
+
+    recipe = yaml.safe_load(RECIPE.read_text())
+    overrides: dict[str, Any] = {}
+    pseudo = recipe["stages"]["pseudo_labels"]
+    big = json.loads(json.dumps(pseudo))
+    big["config"]["data"]["sources"][0]["init_args"]["length"] = 2048
+    overrides["stages.pseudo_labels_2048"] = big
+    for name, settings in candidates.items():
+        stage: dict[str, Any] = {"kind": "fit", "base": "student_full", "overrides": {}}
+        for key, value in settings.items():
+            if key == "pseudo_labels":
+                stage["pseudo_labels"] = value
+            else:
+                stage["overrides"][key] = value
+        overrides[f"stages.{name}"] = stage  # inherits student_full's per-seed data seed
+    overrides["evaluation.models"] = [TEACHER, "student_full", *candidates]
+    overrides["evaluation.sets"] = {TUNE_SET: recipe["evaluation"]["sets"][TUNE_SET]}
+    return overrides
+
+
 def run_seed(seed: int, out: Path, extra: dict[str, Any]) -> dict[str, Any]:
     """Run the recipe for one seed (resumes/skips finished stages); returns its results.json."""
     folder = out / f"seed{seed}"
@@ -137,6 +178,20 @@ def format_report(summary: dict[str, Any], test_set: str = "target_test") -> str
     return "\n".join(lines)
 
 
+def format_tuning(summary: dict[str, Any]) -> str:
+    """Per candidate: the paired difference to the teacher on ``target_val`` and its mean/std ratio."""
+    lines = [f"tuning on {TUNE_SET} only, seeds {summary['seeds']} (candidate - teacher, mean +- std):"]
+    for model, per_set in summary["paired_vs_teacher"].items():
+        cells = []
+        for m in METRICS:
+            mean, std = per_set[TUNE_SET][m]
+            better = -mean if LOWER_IS_BETTER[m] else mean
+            ratio = better / std if math.isfinite(std) and std > 0 else float("nan")
+            cells.append(f"{m} {mean:+.4f} +- {std:.4f} (better/std {ratio:+.2f})")
+        lines.append(f"  {model:<24}" + "   ".join(cells))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every seed, print the table; exit 0 (the verdicts are printed, not asserted)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -144,12 +199,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablation")
     parser.add_argument("--tiny", action="store_true", help="seconds-scale smoke settings (mechanics only)")
     parser.add_argument("--json", type=Path, default=None, help="write per-seed results and the summary here")
+    parser.add_argument("--tune", action="store_true",
+                        help=f"train the TUNE_CANDIDATES student variants and evaluate on {TUNE_SET} only")
     args = parser.parse_args(argv)
     extra = dict(TINY) if args.tiny else {}
+    if args.tune:
+        extra.update(tune_overrides())
+        if args.tiny:
+            extra.update({f"stages.{name}.config.trainer.max_steps": 3 for name in TUNE_CANDIDATES})
+            extra["stages.pseudo_labels_2048.config.data.sources.0.init_args.length"] = 16
     start = time.monotonic()
     per_seed = {s: run_seed(s, args.out, extra) for s in args.seeds}
     summary = summarise(per_seed)
-    print(format_report(summary))
+    print(format_tuning(summary) if args.tune else format_report(summary))
     print(f"wall time: {time.monotonic() - start:.0f} s for {len(args.seeds)} seed(s)")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

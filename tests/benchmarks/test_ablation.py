@@ -95,3 +95,34 @@ def test_the_ablation_recipe_checks_and_wires_the_pretrained_encoder(tmp_path, c
     full = stages["student_full"]["config"]["model"]["init_args"]
     assert plain["perturbation"] is None and plain["cutmix"] is None and plain["feature_loss"] is None
     assert full["feature_loss"] is not None and full["perturbation"] is not None
+
+
+def test_tuning_adds_variant_stages_and_evaluates_on_the_validation_set_only():
+    from da_toolkit.cli.pipeline_runner import load_pipeline
+
+    ab = _module()
+    overrides = ab.tune_overrides()
+    assert overrides["evaluation.models"] == ["teacher", "student_full", *ab.TUNE_CANDIDATES]
+    assert list(overrides["evaluation.sets"]) == ["target_val"]  # no test set can be looked at
+    pipe = load_pipeline(str(ab.RECIPE), output_dir="/nonexistent/tune", overrides=overrides)
+    assert pipe.stage_config("tune_steps1200")["trainer"]["max_steps"] == 1200
+    assert pipe.stage_config("student_full")["trainer"]["max_steps"] == 400
+    margin = pipe.stage_config("tune_margin050")["model"]["init_args"]["feature_loss"]["init_args"]["margin"]
+    assert margin == 0.5
+    assert pipe.stages["tune_steps1200_unl2048"]["pseudo_labels"] == "pseudo_labels_2048"
+    assert pipe.stages["tune_steps1200"]["pseudo_labels"] == "pseudo_labels"  # inherited from the base
+    big = pipe.stage_config("pseudo_labels_2048")["data"]["sources"][0]["init_args"]
+    small = pipe.stage_config("pseudo_labels")["data"]["sources"][0]["init_args"]
+    assert big["length"] == 2048 and small["length"] == 512 and big["seed"] == small["seed"]
+
+
+def test_tuning_report_gives_the_ratio_of_the_improvement_to_its_spread():
+    ab = _module()
+
+    def res(t, c):
+        return {"teacher": {"target_val": {"abs_rel": t, "delta1": 0.5}},
+                "cand": {"target_val": {"abs_rel": c, "delta1": 0.5}}}
+
+    # differences -0.02, -0.04 -> mean -0.03, sample std 0.0141421 -> better/std 2.12
+    text = ab.format_tuning(ab.summarise({0: res(0.30, 0.28), 1: res(0.30, 0.26)}))
+    assert "abs_rel -0.0300 +- 0.0141 (better/std +2.12)" in text
