@@ -476,6 +476,14 @@ def _subcommand(name: str) -> Callable[[list[str]], int]:
         from da_toolkit.inference.guards import UsageError
         from da_toolkit.tasks.checkpointing import CheckpointReadError
 
+        if name == "predict":  # --output_dir DIR: one folder for everything the run writes (issue 19.10)
+            from da_toolkit.inference.output_dir import output_dir_args
+
+            try:
+                argv = output_dir_args(argv)
+            except ValueError as exc:
+                print(f"da-toolkit {name}: error: {exc}", file=sys.stderr)
+                return 2
         try:
             cli = run_lightning_cli([name, *argv])
         except UsageError as exc:  # e.g. predict: bad inputs, a model with no weights loaded

@@ -12,9 +12,17 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from da_toolkit.inference.items import PredictionItem, output_path
 
+#: where writers without their own ``output_dir`` write before a trainer gives them its folder
+DEFAULT_OUTPUT_DIR = "predictions"
+
 
 class DepthWriter(BasePredictionWriter):
     """Base class: per-item files ``output_dir/<id><suffix>``, resumable, atomic.
+
+    ``output_dir=None`` (the default) writes into the run's folder: the trainer's
+    ``default_root_dir``, which ``da-toolkit predict --output_dir DIR`` sets (default
+    ``predictions``), so one option moves everything a run writes. An own ``output_dir`` outside
+    that folder is kept, with a warning naming both.
 
     Subclasses implement :meth:`write_item`. A failure on one item is reported (warning naming
     the source file) and recorded in :attr:`failures`; the run continues.
@@ -23,15 +31,31 @@ class DepthWriter(BasePredictionWriter):
     #: whether this writer needs the input image in each item
     needs_image: bool = False
 
-    def __init__(self, output_dir: str = "predictions", suffix: str = ".npy", overwrite: bool = False) -> None:
+    def __init__(self, output_dir: str | None = None, suffix: str = ".npy", overwrite: bool = False) -> None:
         super().__init__(write_interval="batch")
         if not suffix:
             raise ValueError(f"{type(self).__name__}: suffix must not be empty")
-        self.output_dir = Path(output_dir)
+        self._own_output_dir = None if output_dir is None else Path(output_dir)
+        self._run_dir = Path(DEFAULT_OUTPUT_DIR)
         self.suffix = suffix
         self.overwrite = overwrite
         self.failures: list[tuple[str, str]] = []
         self.written = 0
+
+    @property
+    def output_dir(self) -> Path:
+        """The folder this writer writes into (its own ``output_dir``, else the run's folder)."""
+        return self._own_output_dir if self._own_output_dir is not None else self._run_dir
+
+    def use_run_dir(self, run_dir: str | Path) -> None:
+        """Take ``run_dir`` as the run's folder (the trainer's ``default_root_dir``); warns when the
+        writer's own ``output_dir`` lies outside it."""
+        self._run_dir = Path(run_dir)
+        own = self._own_output_dir
+        if own is not None and not own.resolve().is_relative_to(self._run_dir.resolve()):
+            warnings.warn(f"{type(self).__name__}: writes to its own output_dir {own}, outside the run's "
+                          f"folder {self._run_dir} (--output_dir); drop its output_dir to write there",
+                          UserWarning, stacklevel=2)
 
     def output_path(self, meta: dict[str, Any]) -> Path:
         """The file written for an item with this ``meta``."""
@@ -66,7 +90,9 @@ class DepthWriter(BasePredictionWriter):
         self.written = 0
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """Lightning hook: let the data module skip finished items (unless overwrite) and keep images if needed."""
+        """Lightning hook: write into the run's folder (unless given one), let the data module skip
+        finished items (unless overwrite) and keep images if needed."""
+        self.use_run_dir(trainer.default_root_dir)
         dm = getattr(trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "add_done_filter") and not self.overwrite:
             dm.add_done_filter(self.is_done)
