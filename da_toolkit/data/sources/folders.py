@@ -142,6 +142,10 @@ class ImageFolder(DataSource):
         except ValueError:
             return path.as_posix()
 
+    def item_id(self, index: int) -> str:
+        """``meta["id"]`` of item ``index`` without reading it (the pseudo-label resume skips by it)."""
+        return self._item_id(self.files[self._check_index(index)])
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.files[self._check_index(index)]
         check_regular(path)  # a FIFO named like an image would block the reader

@@ -58,10 +58,14 @@ class SyntheticScenes(DataSource):
     def __len__(self) -> int:
         return self.length
 
+    def item_id(self, index: int) -> str:
+        """``meta["id"]`` of item ``index`` without rendering it (the pseudo-label resume skips by it)."""
+        return f"seed{self.seed}/{self._check_index(index):08d}"
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = self._check_index(index)
         out = render_scene(sample_scene(self.domain, self.seed, index), *self.size)
-        item_id = f"seed{self.seed}/{index:08d}"
+        item_id = self.item_id(index)
         ref = {"source": self._config, "index": index}
         if not self.labeled:
             return make_sample(out["image"], source=self.name, item_id=item_id, image_ref=ref, intrinsics=out["intrinsics"])
