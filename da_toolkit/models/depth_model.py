@@ -12,6 +12,7 @@ from torch import nn
 from da_toolkit.models.decoders.base import Decoder
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
 from da_toolkit.models.init_args import RecordsInitArgs
+from da_toolkit.models.licence import notify_licence
 from da_toolkit.models.preprocess import DEFAULT_MAX_PIXELS
 from da_toolkit.models.weights.formats import LoadedWeights
 from da_toolkit.models.weights.load import load_encoder_weights, load_weights
@@ -40,6 +41,11 @@ class DepthModel(RecordsInitArgs, nn.Module):
             encoder after ``weights``.
         upsample_align_corners: ``align_corners`` of the bilinear upsampling of predictions to
             the image size (post-processing of the release: V1 ``False``, V2 ``True``).
+        licence: SPDX identifier of the licence of the weights (presets fill it in, e.g.
+            ``"CC-BY-NC-4.0"``); ``None`` = unknown. Recorded in the description, so checkpoints,
+            predictions and exports carry it (:mod:`da_toolkit.models.licence`); loading weights
+            into a model with a restricted licence logs a one-line notice.
+        origin: where the weights come from (the preset name, e.g. ``"depth-anything-v2-vitb"``).
 
     The description of the model as data (:func:`da_toolkit.models.description.describe_model`)
     is built from the automatically recorded ``init_args`` of the model and its parts.
@@ -52,11 +58,15 @@ class DepthModel(RecordsInitArgs, nn.Module):
         weights: str | None = None,
         encoder_weights: str | None = None,
         upsample_align_corners: bool = True,
+        licence: str | None = None,
+        origin: str | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.upsample_align_corners = bool(upsample_align_corners)
+        self.licence = licence
+        self.origin = origin
         self._weights_loaded = False
         attach = getattr(decoder, "attach", None)
         if callable(attach):
@@ -94,6 +104,7 @@ class DepthModel(RecordsInitArgs, nn.Module):
         own = self.state_dict(keep_vars=True)
         if own and all(prefix + key in state_dict for key in own):
             self._weights_loaded = True
+            notify_licence(self.licence, self.origin)
 
     @property
     def output_kind(self) -> str:

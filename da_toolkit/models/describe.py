@@ -5,7 +5,8 @@ The description is the recipe schema of a :class:`~da_toolkit.models.depth_model
     {"class_path": "da_toolkit.models.depth_model.DepthModel",
      "init_args": {"encoder": {"class_path": ..., "init_args": {...}},
                    "decoder": {"class_path": ..., "init_args": {...}},
-                   "weights": None, "encoder_weights": None, "upsample_align_corners": True}}
+                   "weights": None, "encoder_weights": None, "upsample_align_corners": True,
+                   "licence": "CC-BY-NC-4.0", "origin": "depth-anything-v2-vitb"}}  # when known
 
 This module only reads modules' recorded ``init_args`` and checks the shape of such dicts;
 :mod:`da_toolkit.models.description` builds models from them (it is the public entry point and
@@ -86,12 +87,16 @@ def describe_model(model: nn.Module) -> dict[str, Any]:
 
     Encoder and decoder get full dotted class paths (plugin classes rebuild wherever their
     package is installed); ``weights`` and ``encoder_weights`` are ``None`` (the tensors travel in
-    the file that records the description). JSON-serialisable.
+    the file that records the description); ``licence`` and ``origin`` of the weights are recorded
+    when the model carries them (:mod:`da_toolkit.models.licence`). JSON-serialisable.
     """
     encoder, decoder = getattr(model, "encoder", None), getattr(model, "decoder", None)
     if not isinstance(encoder, nn.Module) or not isinstance(decoder, nn.Module):
         raise ModelDescriptionError(f"{type(model).__qualname__} has no encoder/decoder modules to describe")
     own = dict(getattr(model, "init_args", None) or {})
+    for key in ("licence", "origin"):  # recorded when known (descriptions of unknown models unchanged)
+        if own.get(key) is None:
+            own.pop(key, None)
     own.update(
         encoder=_component(encoder, "model.encoder"),
         decoder=_component(decoder, "model.decoder"),

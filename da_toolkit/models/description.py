@@ -9,12 +9,15 @@ The canonical form (what recipes give, what ``--print_config`` shows, what check
       weights: null                 # full-model weights file, loaded at construction
       encoder_weights: null         # encoder-only file, loaded after `weights`
       upsample_align_corners: true  # post-processing of the release (V1 presets: false)
+      licence: CC-BY-NC-4.0         # of the weights (presets fill it in; absent = unknown)
+      origin: depth-anything-v2-vitb
 
 Encoder and decoder ``class_path`` values are registered names (``dinov2``, ``dpt``, a
 plugin's name) or dotted class paths. Short forms that :func:`expand_model` turns into it: a
 preset name (``"tiny"``, ``"depth-anything-v2-vits"``), or ``{preset: NAME, weights: ...,
-encoder_weights: ..., upsample_align_corners: ..., encoder: {init_args overrides}, decoder:
-{...}}``.
+encoder_weights: ..., upsample_align_corners: ..., licence: ..., origin: ..., encoder: {init_args
+overrides}, decoder: {...}}``. A preset's ``licence`` is that of its released weights; a model
+trained from other weights (e.g. only a DINOv2 encoder) states its own with ``licence:``.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ __all__ = [
 ]
 
 _PART_KINDS = {"encoder": ("encoders", Encoder), "decoder": ("decoders", Decoder)}
-_SHORT_KEYS = ("weights", "encoder_weights", "upsample_align_corners")
+_SHORT_KEYS = ("weights", "encoder_weights", "upsample_align_corners", "licence", "origin")
 
 
 def preset_description(name: str) -> dict[str, Any]:
@@ -81,7 +84,7 @@ def expand_model(value: object, where: str = "model") -> dict[str, Any]:
     if unknown:
         raise ModelDescriptionError(
             f"{where}.{unknown[0]}: not a key of the preset form (preset, weights, encoder_weights, "
-            f"upsample_align_corners, encoder, decoder)"
+            f"upsample_align_corners, licence, origin, encoder, decoder)"
         )
     if not isinstance(value["preset"], str):
         raise ModelDescriptionError(f"{where}.preset: must be a preset name, got {value['preset']!r}")

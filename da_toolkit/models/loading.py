@@ -4,7 +4,8 @@ Never downloads: weights come from a local path in any format of
 :mod:`da_toolkit.models.weights`. A file that records its model (our safetensors, task
 ``.ckpt`` files, Hugging Face folders) rebuilds it alone (``load_model(path)``); the head kind
 and ``max_depth`` a file records always win over a preset's, and an explicit different
-``max_depth`` is refused naming the file.
+``max_depth`` is refused naming the file. So does the weights' ``licence`` / ``origin`` a file
+records (:mod:`da_toolkit.models.licence`); a file that records none gets the preset's.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def _architecture(
     with the head the file records."""
     if preset is not None:
         desc = preset_description(preset)
+        recorded_init = (loaded.description or {}).get("init_args", {})
+        if recorded_init.get("licence") is not None:  # the file's own record wins, as its head does
+            desc["init_args"].update(licence=recorded_init["licence"], origin=recorded_init.get("origin"))
     elif loaded.description is not None:
         desc = loaded.description
     elif loaded.format == "lightning":
@@ -96,7 +100,8 @@ def model_from_weights(
 
 def encoder_from_loaded(loaded: LoadedWeights, preset: str | None = None) -> tuple[DepthModel, LoadedWeights]:
     """A model of ``preset`` (or the recorded description) whose encoder holds backbone-only
-    weights (strict); the decoder keeps its random initialisation."""
+    weights (strict); the decoder keeps its random initialisation. The preset's weights licence
+    is not carried (these are not its released weights)."""
     if not loaded.backbone_only:
         raise WeightsError(f"{loaded.path}: not a backbone-only checkpoint ({loaded.format} weights)")
     if preset is not None:
@@ -108,6 +113,9 @@ def encoder_from_loaded(loaded: LoadedWeights, preset: str | None = None) -> tup
             f"{loaded.path}: {loaded.format} backbone weights do not record the architecture; name a "
             f"preset (e.g. --preset depth-anything-v2-vits)"
         )
+    # backbone weights are not the preset's released depth weights: its licence does not apply
+    desc["init_args"].pop("licence", None)
+    desc["init_args"].pop("origin", None)
     model = build_model(desc)
     sd = dict(loaded.state_dict)
     own = model.encoder.state_dict()
