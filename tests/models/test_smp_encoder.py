@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -18,29 +17,6 @@ from da_toolkit.models.encoders.smp_encoder import SmpEncoder
 from da_toolkit.models.weights.errors import WeightsMismatchError
 
 TINY_TU = "tu-mobilenetv3_small_050"  # 0.27 M parameters, builds in ~0.1 s
-
-
-class DownloadAttempt(RuntimeError):
-    pass
-
-
-@pytest.fixture
-def no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every way smp/timm/torch.hub could fetch weights raises, and so does any socket connect."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise DownloadAttempt(f"download attempted: {args[:1]}")
-
-    import huggingface_hub
-    import timm.models._builder as timm_builder
-
-    monkeypatch.setattr(smp.encoders, "hf_hub_download", refuse)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
-    monkeypatch.setattr(timm_builder, "load_pretrained", refuse)
-    monkeypatch.setattr(timm_builder, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 def test_registered_as_smp() -> None:
@@ -123,11 +99,11 @@ def test_non_path_weights_and_missing_files(no_downloads: None, tmp_path: Path) 
         SmpEncoder("resnet18", weights=str(tmp_path / "nope.safetensors"))
 
 
-def test_the_download_guard_would_catch_a_download(no_downloads: None) -> None:
-    """The fixture is effective: smp's own 'imagenet' path (not ours) hits it."""
-    with pytest.raises(DownloadAttempt):
+def test_the_download_guard_would_catch_a_download(no_downloads: type[Exception]) -> None:
+    """The fixture (tests/conftest.py) is effective: smp's own 'imagenet' path (not ours) hits it."""
+    with pytest.raises(no_downloads):
         smp.encoders.get_encoder("resnet18", weights="imagenet")
-    with pytest.raises(DownloadAttempt):
+    with pytest.raises(no_downloads):
         smp.encoders.get_encoder("tu-mobilenetv3_small_050", weights=True)
 
 
