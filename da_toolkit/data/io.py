@@ -32,21 +32,26 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", "
 SINTEL_TAG = 202021.25  # the float32 b"PIEH" tag at the start of Sintel .dpt / .flo files
 
 
+def _load(fp: Any, where: str | Path) -> Image.Image:
+    """``Image.open(fp)`` + ``load()`` with decoder failures as :class:`SampleReadError` naming ``where``."""
+    try:
+        img = Image.open(fp)
+        img.load()
+    except UnidentifiedImageError:
+        raise SampleReadError(where, "not a recognised image file") from None
+    except Image.DecompressionBombError as exc:
+        raise SampleReadError(where, f"image too large to decode safely ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise SampleReadError(where, f"corrupt or truncated image ({exc})") from None
+    return img
+
+
 def _open_image(path: Path) -> Image.Image:
     if not path.is_file():
         raise SampleReadError(path, "file does not exist")
     if path.stat().st_size == 0:
         raise SampleReadError(path, "file is empty (0 bytes)")
-    try:
-        img = Image.open(path)
-        img.load()
-    except UnidentifiedImageError:
-        raise SampleReadError(path, "not a recognised image file") from None
-    except Image.DecompressionBombError as exc:
-        raise SampleReadError(path, f"image too large to decode safely ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise SampleReadError(path, f"corrupt or truncated image ({exc})") from None
-    return img
+    return _load(path, path)
 
 
 def _to_uint8_gray(arr: np.ndarray) -> np.ndarray:
@@ -72,9 +77,23 @@ def read_rgb(path: str | Path) -> np.ndarray:
         SampleReadError: missing, empty, corrupt or non-image file (the message names it).
     """
     path = Path(path)
-    img = _open_image(path)
+    return _rgb_array(_open_image(path), path)
+
+
+def decode_rgb(data: bytes, where: str) -> np.ndarray:
+    """Encoded image bytes (a shard member) -> RGB uint8 ``(H, W, 3)``, exactly as :func:`read_rgb`.
+
+    Raises:
+        SampleReadError: empty or undecodable bytes (the message names ``where``).
+    """
+    if not data:
+        raise SampleReadError(where, "image is empty (0 bytes)")
+    return _rgb_array(_load(io.BytesIO(data), where), where)
+
+
+def _rgb_array(img: Image.Image, where: str | Path) -> np.ndarray:
     try:
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # no pixel copy when there is nothing to rotate
     except Exception:  # noqa: BLE001 - a broken EXIF block must not make the pixels unreadable
         pass
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
@@ -84,7 +103,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
         img = img.convert("RGB")
     arr = np.asarray(img, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[2] != 3:
-        raise SampleReadError(path, f"decoded to unexpected shape {arr.shape}, expected (H, W, 3)")
+        raise SampleReadError(where, f"decoded to unexpected shape {arr.shape}, expected (H, W, 3)")
     return np.ascontiguousarray(arr)
 
 

@@ -22,9 +22,10 @@ import zlib
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from da_toolkit.data.errors import SampleReadError
+from da_toolkit.data.io import decode_rgb
 
 IMAGE_EXTS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
 DISPARITY_LEVELS = 65535  # 16-bit code 0 = invalid, 1..65535 = lo..hi
@@ -42,16 +43,9 @@ def encode_image(image: np.ndarray, fmt: str = "jpg", quality: int = 95) -> byte
 
 
 def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Encoded image bytes -> RGB uint8 ``(H, W, 3)`` (EXIF orientation applied)."""
-    try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-        ImageOps.exif_transpose(img, in_place=True)  # no copy when there is nothing to rotate
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is one bad sample
-        raise SampleReadError(where, f"corrupt or unreadable image ({exc})") from None
-    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+    """Encoded image bytes -> RGB uint8 ``(H, W, 3)``: the folder sources' decoding
+    (:func:`da_toolkit.data.io.decode_rgb`: EXIF orientation, 16-bit/greyscale/RGBA -> RGB)."""
+    return decode_rgb(data, where)
 
 
 def encode_png(arr: np.ndarray) -> bytes:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
-from webdataset.tariterators import group_by_keys, tar_file_iterator
+from webdataset.tariterators import base_plus_ext
 
 from da_toolkit.data.errors import SampleReadError
 from da_toolkit.data.robust import SkipCounter, StrictModeError
@@ -82,16 +83,90 @@ def read_index(url: str, storage_options: Mapping[str, Any] | None = None) -> li
         raise ValueError(f"shard index {url}: expected {{'shardlist': [{{'url', 'nsamples'}}, ...]}} ({exc})") from None
 
 
+_META = re.compile(r"__[^/]*__($|/)")  # WebDataset's metadata members (skipped, as webdataset does)
+
+
+def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, seekable: bool) -> bytes:
+    if seekable and not info.issparse():
+        f = tar.fileobj  # the (decompressed) tar stream; offsets are into it
+        f.seek(info.offset_data)  # type: ignore[union-attr]
+        data = f.read(info.size)  # type: ignore[union-attr]
+        if len(data) != info.size:
+            raise tarfile.ReadError(f"unexpected end of data in member {info.name}")
+        return data
+    handle = tar.extractfile(info)
+    assert handle is not None  # a regular member
+    return handle.read()
+
+
+def _members(url: str, storage_options: Mapping[str, Any] | None) -> Iterator[tuple[str, str, Callable[[], bytes]]]:
+    """``(key, extension, read)`` of every sample member of one shard, in tar order.
+
+    Keys and extensions follow WebDataset (``dir/key.ext.ext2`` -> ``("dir/key", "ext.ext2")``,
+    extension lower-cased; ``__...__`` metadata and non-regular members skipped). ``read()``
+    returns the member's bytes; a member that is not read costs its header only: local shards
+    are opened seekable (``tarfile`` ``r:*``) and skipped members are seeked over, other URLs are
+    streamed (``r|*``) and skipped members pass without a copy into Python objects.
+    """
+    seekable = U.is_local(url)
+    with U.open_url(url, "rb", storage_options) as handle:
+        tar = tarfile.open(fileobj=handle, mode="r:*" if seekable else "r|*")
+        while (info := tar.next()) is not None:
+            tar.members = []  # tarfile keeps every header otherwise
+            if not info.isreg() or _META.match(info.name):
+                continue
+            key, ext = base_plus_ext(info.name)
+            if key is None:
+                continue
+            yield key, ext.lower(), lambda info=info: _read_member(tar, info, seekable)  # type: ignore[misc]
+
+
+def iter_shard(
+    url: str, storage_options: Mapping[str, Any] | None = None, first: int = 0, last: int | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(n, raw)`` for the samples ``first <= n < last`` of one tar shard, in order.
+
+    ``raw`` = ``{"__key__", "__url__", ext: bytes}`` (WebDataset's grouping of consecutive
+    members with one key). The members of samples before ``first`` are not read (see
+    :func:`_members`), so a worker whose range starts inside a shard pays headers, not data.
+
+    Raises:
+        ValueError: two members of one sample with the same extension.
+        tarfile.TarError, OSError: an unreadable or truncated shard.
+    """
+    n, key = -1, None
+    sample: dict[str, Any] | None = None
+    for k, ext, read in _members(url, storage_options):
+        if k != key:
+            if sample is not None:
+                yield n, sample
+            key, n, sample = k, n + 1, None
+            if last is not None and n >= last:
+                return
+            if n >= first:
+                sample = {"__key__": k, "__url__": url}
+        if sample is None:
+            continue
+        if ext in sample:
+            raise ValueError(f"{url}: member {k}.{ext} appears twice in one sample")
+        sample[ext] = read()
+    if sample is not None:
+        yield n, sample
+
+
 def iter_raw_samples(url: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
     """Raw samples ``{"__key__", "__url__", ext: bytes}`` of one tar shard, in order."""
-    with U.open_url(url, "rb", storage_options) as handle:
-        files = ({**f, "__url__": url} for f in tar_file_iterator(handle))
-        yield from group_by_keys(files)
+    for _, raw in iter_shard(url, storage_options):
+        yield raw
 
 
 def count_samples(url: str, storage_options: Mapping[str, Any] | None = None) -> int:
-    """Number of samples in one shard (reads it)."""
-    return sum(1 for _ in iter_raw_samples(url, storage_options))
+    """Number of samples in one shard (reads its member headers, not their data)."""
+    n, key = 0, None
+    for k, _, _ in _members(url, storage_options):
+        if k != key:
+            n, key = n + 1, k
+    return n
 
 
 def _dist_rank_world() -> tuple[int, int]:
@@ -235,27 +310,21 @@ class ShardStream(IterableDataset):
         for url, first, last, offset in segments:
             if offset + (last - first) <= first_needed:
                 continue
-            j = first
+            j = begin = first + max(0, first_needed - offset)  # samples before `begin` are not read
             try:
-                for n, raw in enumerate(iter_raw_samples(url, self.storage_options)):
-                    if n < first or offset + (n - first) < first_needed:
-                        continue
-                    if n >= last:
-                        break
+                for n, raw in iter_shard(url, self.storage_options, begin, last):
                     yield offset + (n - first), raw
                     j = n + 1
             except (OSError, tarfile.TarError, ValueError, EOFError) as exc:
                 # a truncated/corrupt shard: the rest of its samples in this range are bad
                 err = SampleReadError(url, f"unreadable shard after sample {j} ({type(exc).__name__}: {exc})")
-                for n in range(max(j, first), last):
-                    if offset + (n - first) >= first_needed:
-                        yield offset + (n - first), err
+                for n in range(j, last):
+                    yield offset + (n - first), err
                 continue
             if j < last:
-                err = SampleReadError(url, f"shard has {j} samples, the index says at least {last}")
-                for n in range(max(j, first), last):
-                    if offset + (n - first) >= first_needed:
-                        yield offset + (n - first), err
+                err = SampleReadError(url, f"shard ends before sample {j}, the index says it has at least {last}")
+                for n in range(j, last):
+                    yield offset + (n - first), err
 
     def _bad(self, exc: SampleReadError) -> None:
         if self.strict:

@@ -98,7 +98,9 @@ class ShardWriter:
         self._staging = U.staging_file(url)
         self._tmp = self._staging.__enter__()
         self._handle = open(self._tmp, "wb")  # noqa: SIM115 - closed in _finish
-        self._tar = TarWriter(self._handle, encoder=False, mtime=0.0)
+        # an int mtime: tarfile writes a float one as an extra PAX header per member (1 KiB each,
+        # and a second header every reader parses)
+        self._tar = TarWriter(self._handle, encoder=False, mtime=0)
         self._url = url
         self._ids = []
 
