@@ -262,8 +262,12 @@ class PseudoLabelWriter:
                     )
 
     def done_ids(self) -> set[str]:
-        """Ids already stored in this shard (skip them when resuming)."""
+        """Ids already stored in this shard (skip them when resuming); a copy: see :meth:`is_done`."""
         return set(self._done)
+
+    def is_done(self, item_id: str) -> bool:
+        """Whether ``item_id`` is already stored in this shard (no copy of the set)."""
+        return item_id in self._done
 
     def write(self, item_id: str, image_ref: Mapping[str, Any], disparity: np.ndarray) -> None:
         """Store the relative disparity ``(H, W)`` of one item (atomic; replaces an earlier one).

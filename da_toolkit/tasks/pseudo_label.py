@@ -1,9 +1,10 @@
 """Offline pseudo-labelling through Lightning's predict loop (DDP-ready, resumable).
 
-* :class:`UnlabeledImages` - a LightningDataModule over unlabeled data sources; each item is
-  preprocessed like the official inference (keep aspect, shorter side >= ``input_size``, sides
-  multiples of the teacher's input multiple, bicubic) in the loader workers; items already in
-  the store are skipped.
+* :class:`UnlabeledImages` (:mod:`da_toolkit.tasks.pseudo_label_data`) - a LightningDataModule
+  over unlabeled data sources (map-style or sharded image streams); each item is preprocessed
+  like the official inference (keep aspect, shorter side >= ``input_size``, sides multiples of
+  the teacher's input multiple, bicubic) in the loader workers; items already in the store are
+  skipped before they are read.
 * :class:`PseudoLabelTask` - a frozen teacher; ``predict_step`` returns per item the relative
   disparity at the original image size.
 * :class:`PseudoLabelStoreWriter` - a prediction-writer callback; rank ``r`` writes shard
@@ -23,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -31,13 +31,17 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from da_toolkit.data.locks import HeldLock
 from da_toolkit.models.depth_model import DepthModel
 from da_toolkit.tasks.model_spec import freeze
-
-StoreFormat = Literal["files", "shards"]
+from da_toolkit.tasks.pseudo_label_data import (  # noqa: F401 - re-exported: the job's data
+    StoreFormat,
+    UnlabeledImages,
+    _collate,
+    _PreparedItems,
+    store_done_ids,
+)
 
 
 class StoreWriteError(RuntimeError):
@@ -51,21 +55,6 @@ class StoreWriteError(RuntimeError):
         self.before_work = before_work
 
 
-def store_done_ids(root: str | Path) -> set[str]:
-    """Ids of every finished item in every shard of a store (empty if the store is new)."""
-    from da_toolkit.data.pseudo_store import SHARD_HEADER, read_manifest
-
-    root = Path(root)
-    if not root.is_dir():
-        return set()
-    done: set[str] = set()
-    for shard in sorted(p for p in root.iterdir() if (p / SHARD_HEADER).exists()):
-        for entry in read_manifest(shard):
-            if (shard / entry["file"]).is_file():
-                done.add(entry["id"])
-    return done
-
-
 def model_hash(model: nn.Module) -> str:
     """Identity of a teacher: ``"sha256:<hex>"`` of its state dict (names, dtypes, shapes, values).
 
@@ -77,138 +66,6 @@ def model_hash(model: nn.Module) -> str:
         digest.update(f"{name}:{data.dtype}:{tuple(data.shape)};".encode())
         digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
     return f"sha256:{digest.hexdigest()}"
-
-
-class _PreparedItems(Dataset):
-    """Items of one source as ``{"image": (3,h',w') normalised, "size", "id", "image_ref", "skip"}``."""
-
-    def __init__(self, source: Dataset, input_size: int, multiple: int, done: set[str], strict: bool = False,
-                 keep_images: bool = False) -> None:
-        self.source = source
-        self.input_size = input_size
-        self.multiple = multiple
-        self.done = done
-        self.strict = strict
-        self.keep_images = keep_images
-
-    def __len__(self) -> int:
-        return len(self.source)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        from da_toolkit.data.errors import SampleReadError
-        from da_toolkit.models.preprocess import prepare_image
-
-        where = f"{type(self.source).__name__}[{index}]"
-        try:
-            sample = self.source[index]
-        except SampleReadError as exc:  # unreadable file: reported, skipped (strict: raised)
-            if self.strict:
-                raise
-            return {"id": where, "skip": True, "image": None, "error": str(exc)}
-        meta = sample.get("meta", {})
-        if "id" not in meta or "image_ref" not in meta:
-            raise ValueError(f"{where}: sample meta needs 'id' and 'image_ref' to be pseudo-labeled")
-        item = {"id": str(meta["id"]), "image_ref": meta["image_ref"], "size": tuple(sample["image"].shape[:2])}
-        if item["id"] in self.done:
-            return {**item, "skip": True, "image": None}
-        try:
-            image = prepare_image(sample["image"], self.input_size, multiple=self.multiple)[0]
-        except ValueError as exc:  # e.g. refused by the size guard (absurd aspect ratio)
-            if self.strict:
-                raise ValueError(f"{where} ({item['id']}): {exc}") from None
-            return {**item, "skip": True, "image": None, "error": f"{item['id']}: {exc}"}
-        if self.keep_images:  # the original uint8 (H,W,3) image, stored next to its label (shard stores)
-            item["raw"] = sample["image"]
-        return {**item, "skip": False, "image": image}
-
-
-def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return items
-
-
-class UnlabeledImages(pl.LightningDataModule):
-    """Predict-only data module over unlabeled sources for pseudo-labelling.
-
-    Args:
-        sources: data sources (``image`` + ``meta`` with ``id`` and ``image_ref``).
-        store: the pseudo-label store; items already in it are skipped (resume).
-        input_size: lower bound of the shorter side fed to the teacher (official: 518).
-        batch_size: items per predict step (same-size items are batched together).
-        num_workers: loader worker processes.
-        strict: stop at the first unreadable or refused image (naming it) instead of reporting it
-            and labelling the rest.
-        store_format: ``files`` (the file-per-item store) or ``shards`` (tar shards); which
-            finished items of ``store`` to skip.
-        storage_options: fsspec options of a shard store URL (``s3://...``).
-
-    :attr:`keep_images` (set by the command for shard stores that keep the images) passes each
-    original image on to the writer.
-    """
-
-    def __init__(
-        self,
-        sources: Sequence[Dataset],
-        store: str | None = None,
-        input_size: int = 518,
-        batch_size: int = 1,
-        num_workers: int = 0,
-        strict: bool = False,
-        store_format: StoreFormat = "files",
-        storage_options: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        if store_format not in ("files", "shards"):
-            raise ValueError(f"data.store_format: expected 'files' or 'shards', got {store_format!r}")
-        if not sources:
-            raise ValueError("data.sources: give at least one unlabeled data source")
-        self.sources = list(sources)
-        self.store = store
-        self.input_size = int(input_size)
-        self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
-        self.strict = bool(strict)
-        self.store_format = store_format
-        self.storage_options = dict(storage_options or {})
-        self.keep_images = False
-        self.dataset: Dataset | None = None
-
-    def setup(self, stage: str) -> None:
-        """Lightning hook: the items still to label, prepared for the network (done ids skipped)."""
-        from torch.utils.data import ConcatDataset
-
-        done = self.done_ids()
-        multiple = self.input_multiple()
-        self.dataset = ConcatDataset([_PreparedItems(s, self.input_size, multiple, done, self.strict, self.keep_images)
-                                      for s in self.sources])
-
-    def done_ids(self) -> set[str]:
-        """Ids already in the store (skipped): finished items (files) or items of finished shards."""
-        if not self.store:
-            return set()
-        if self.store_format == "shards":
-            from da_toolkit.data.shards.prediction_writer import shard_store_done_ids
-
-            return shard_store_done_ids(self.store, self.storage_options)
-        return store_done_ids(self.store)
-
-    def input_multiple(self) -> int:
-        """The teacher's input multiple (network-input sides are multiples of it)."""
-        from da_toolkit.models.inference_core import input_multiple
-
-        task = self.trainer.lightning_module if self._trainer_attached() else None
-        model = getattr(task, "model", None)
-        if model is None:
-            raise RuntimeError("UnlabeledImages: set up outside a Trainer; the teacher's input multiple is unknown")
-        return int(input_multiple(model))
-
-    def _trainer_attached(self) -> bool:
-        return getattr(self, "trainer", None) is not None and self.trainer.lightning_module is not None
-
-    def predict_dataloader(self) -> DataLoader:
-        """The loader over every item still to label."""
-        assert self.dataset is not None
-        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
-                          collate_fn=_collate)
 
 
 class PseudoLabelTask(pl.LightningModule):
@@ -295,8 +152,8 @@ class PseudoLabelTask(pl.LightningModule):
         out = [{"id": it["id"], "image_ref": it["image_ref"], "disparity": p.float().cpu().numpy()}
                for it, p in zip(todo, preds, strict=True)]
         for entry, it in zip(out, todo, strict=True):
-            if it.get("raw") is not None:
-                entry["image"] = it["raw"]
+            if it.get("image_bytes") is not None:  # encoded in the loader worker
+                entry["image"], entry["image_format"] = it["image_bytes"], it["image_format"]
         return out
 
 
@@ -415,9 +272,8 @@ class PseudoLabelStoreWriter(BasePredictionWriter):
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
                            dataloader_idx: int) -> None:
         """Write the batch's pseudo-labels (items already in the store skipped)."""
-        done = self._writer.done_ids()
         for item in prediction:
-            if item["id"] in done:
+            if self._writer.is_done(item["id"]):  # exactly once, even if an item came twice
                 continue
             try:
                 self._writer.write(item["id"], item["image_ref"], np.asarray(item["disparity"], dtype=np.float32))

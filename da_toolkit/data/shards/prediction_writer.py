@@ -1,8 +1,8 @@
 """Lightning prediction writer: pseudo-label predictions -> per-rank pseudo-label shards.
 
 Drop-in for ``da_toolkit.tasks.pseudo_label.PseudoLabelStoreWriter`` (same prediction items:
-``{"id", "image_ref", "disparity": float (H, W)}``, plus an optional ``"image"`` uint8
-``(H, W, 3)`` stored in the shard). Rank ``r`` writes ``rank<r>-NNNNNN.tar`` under ``root``
+``{"id", "image_ref", "disparity": float (H, W)}``, plus an optional ``"image"``, uint8
+``(H, W, 3)`` or encoded bytes of format ``"image_format"``, stored in the shard). Rank ``r`` writes ``rank<r>-NNNNNN.tar`` under ``root``
 (see :mod:`da_toolkit.data.shards.pseudo`); :func:`shard_store_done_ids` gives the ids to skip
 on resume.
 """
@@ -72,12 +72,11 @@ class PseudoLabelShardCallback(BasePredictionWriter):
                            dataloader_idx: int) -> None:
         """Write the batch's pseudo-labels into this rank's shards."""
         assert self._writer is not None
-        done = self._writer.done_ids()
         for item in prediction:
-            if item["id"] in done:
+            if self._writer.is_done(item["id"]):  # exactly once, even if an item came twice
                 continue
             self._writer.write(item["id"], item["image_ref"], np.asarray(item["disparity"], dtype=np.float32),
-                               image=item.get("image"))
+                               image=item.get("image"), image_format=item.get("image_format"))
             self.written += 1
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

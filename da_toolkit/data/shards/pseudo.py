@@ -41,6 +41,7 @@ from da_toolkit.data.locks import try_lock
 from da_toolkit.data.pseudo_store import _SHARD_RE, StoreMismatchError, _canonical
 from da_toolkit.data.shards import urls as U
 from da_toolkit.data.shards.codec import (
+    IMAGE_EXTS,
     decode_disparity,
     decode_disparity_f16z,
     decode_image,
@@ -148,8 +149,12 @@ class PseudoLabelShardWriter:
                     )
 
     def done_ids(self) -> set[str]:
-        """Ids in this writer's finished shards (skip them when resuming)."""
+        """Ids in this writer's finished shards (skip them when resuming); a copy: see :meth:`is_done`."""
         return set(self._done)
+
+    def is_done(self, item_id: str) -> bool:
+        """Whether ``item_id`` was written by this writer (finished shards and the current one)."""
+        return item_id in self._done
 
     def write(
         self,
@@ -157,6 +162,7 @@ class PseudoLabelShardWriter:
         image_ref: Mapping[str, Any],
         disparity: np.ndarray,
         image: np.ndarray | bytes | None = None,
+        image_format: str | None = None,
     ) -> None:
         """Add the relative disparity ``(H, W)`` of one item (durable once its shard is finished).
 
@@ -165,8 +171,10 @@ class PseudoLabelShardWriter:
             image_ref: where the original image is (JSON-serialisable; see ``pseudo_store``).
             disparity: float ``(H, W)`` (a leading 1-axis is squeezed), relative disparity;
                 non-finite values are stored as invalid.
-            image: the image as uint8 ``(H, W, 3)`` (encoded as ``image_format``) or already
-                encoded bytes in that format; stored in the shard so readers need no other files.
+            image: the image as uint8 ``(H, W, 3)`` (encoded as the writer's ``image_format``) or
+                already encoded bytes; stored in the shard so readers need no other files.
+            image_format: the format of encoded ``image`` bytes (``jpg``/``png``/``webp``: the
+                member's extension); default the writer's ``image_format``.
         """
         if not isinstance(item_id, str) or not item_id:
             raise ValueError(f"item_id must be a non-empty string, got {item_id!r}")
@@ -185,7 +193,10 @@ class PseudoLabelShardWriter:
             members = {"disp.f16z": data}
         if image is not None:
             if isinstance(image, (bytes, bytearray)):
-                members[self.image_format] = bytes(image)
+                ext = image_format or self.image_format
+                if ext not in IMAGE_EXTS:
+                    raise ValueError(f"image_format of {item_id!r}: {ext!r}, expected one of {IMAGE_EXTS}")
+                members[ext] = bytes(image)
             else:
                 img = np.asarray(image)
                 if img.shape[:2] != arr.shape:
