@@ -21,8 +21,12 @@ precision): relative disparity, ``(H, W)``, at the resolution of the original im
 nearer, scale and shift unknown. Non-finite values are allowed and read back as invalid pixels.
 
 Every shard records the teacher checkpoint hash (:func:`checkpoint_hash`) and the settings of the
-run (input size, model name, ... any JSON-serialisable dict). Opening a writer whose hash or
-settings differ from those of any existing shard in ``root`` raises :class:`StoreMismatchError`.
+run (any JSON-serialisable dict; ``da-toolkit pseudo-label`` records the input size and the
+teacher's full model description, :func:`da_toolkit.models.describe.describe_model`: encoder and
+decoder class paths with every constructor argument). Opening a writer whose settings, dtype or
+hash differ from those of any existing shard in ``root`` raises :class:`StoreMismatchError`, one
+line naming the first differing field (:func:`check_same_header`), e.g.
+``settings.model.init_args.decoder.init_args.features=8 ... has ...=16``.
 
 ``image_ref`` tells the reader (:class:`da_toolkit.data.sources.pseudo.PseudoLabelSource`) where
 the original image is. It is a JSON-serialisable dict, one of:
@@ -54,6 +58,10 @@ STORE_FORMAT = "da_toolkit.pseudo_labels/1"
 SHARD_HEADER = "shard.json"
 MANIFEST = "manifest.jsonl"
 _SHARD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: header fields a writer must share with every shard of its store, in the order they are compared
+#: (the settings - input size and the teacher's full model description - first, so that another
+#: architecture is named by its field rather than by its different weights hash)
+HEADER_KEYS = ("settings", "dtype", "teacher_hash")
 
 
 class StoreMismatchError(ValueError):
@@ -120,6 +128,73 @@ def _canonical(obj: Any, what: str) -> Any:
         return json.loads(json.dumps(obj, sort_keys=True))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} must be JSON-serialisable: {exc}") from None
+
+
+_ABSENT = object()
+
+
+def first_difference(theirs: Any, ours: Any, path: str) -> tuple[str, Any, Any] | None:
+    """The first dotted key (``settings.model.init_args.decoder.init_args.features``) where two
+    JSON values differ, with both values (``_ABSENT`` where a key is missing); ``None`` if equal."""
+    if isinstance(theirs, dict) and isinstance(ours, dict):
+        for key in sorted(set(theirs) | set(ours), key=str):
+            diff = first_difference(theirs.get(key, _ABSENT), ours.get(key, _ABSENT), f"{path}.{key}")
+            if diff is not None:
+                return diff
+        return None
+    if isinstance(theirs, list) and isinstance(ours, list) and len(theirs) == len(ours):
+        for i, (a, b) in enumerate(zip(theirs, ours, strict=True)):
+            diff = first_difference(a, b, f"{path}[{i}]")
+            if diff is not None:
+                return diff
+        return None
+    return None if theirs == ours else (path, theirs, ours)
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    if value is _ABSENT:
+        return "(not set)"
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_same_header(theirs: Mapping[str, Any], ours: Mapping[str, Any], keys: tuple[str, ...], where: str,
+                      this: str) -> None:
+    """Refuse a writer whose header differs from an existing one: one line naming the first
+    differing field (the settings, i.e. the teacher's architecture, are compared first).
+
+    Args:
+        theirs: the existing header (shard ``shard.json`` / writer index).
+        ours: this writer's header.
+        keys: the header fields to compare, in order.
+        where: the existing one, e.g. ``"pseudo-label store /s: shard 'rank000'"``.
+        this: this writer, e.g. ``"shard 'rank001'"``.
+
+    Raises:
+        StoreMismatchError: ``{where} was written with FIELD=A, but this run ({this}) has FIELD=B; ...``.
+    """
+    for key in keys:
+        diff = first_difference(theirs.get(key, _ABSENT), ours.get(key, _ABSENT), key)
+        if diff is not None:
+            field, a, b = diff
+            raise StoreMismatchError(
+                f"{where} was written with {field}={_shown(a)}, but this run ({this}) has {field}={_shown(b)}; "
+                "use a new store folder or the same teacher and settings"
+            )
+
+
+def check_disparity(item_id: str, disparity: Any) -> np.ndarray:
+    """A pseudo-label's relative disparity as a float ``(H, W)`` array (a leading 1-axis squeezed).
+
+    Raises:
+        ValueError: another shape or a non-float dtype (naming the item).
+    """
+    arr = np.asarray(disparity)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"disparity for {item_id!r} must be a float (H, W) array, got {arr.dtype} {arr.shape}")
+    return arr
 
 
 def read_shard_header(shard_dir: Path) -> dict[str, Any]:
@@ -251,15 +326,8 @@ class PseudoLabelWriter:
         if not self.root.is_dir():
             return
         for other in sorted(p for p in self.root.iterdir() if (p / SHARD_HEADER).exists()):
-            theirs = read_shard_header(other)
-            for key in ("teacher_hash", "settings", "dtype"):
-                if theirs[key] != self.header[key]:
-                    raise StoreMismatchError(
-                        f"pseudo-label store {self.root}: shard {other.name!r} was written with "
-                        f"{key}={json.dumps(theirs[key], sort_keys=True)}, but this run "
-                        f"(shard {self.shard!r}) has {key}={json.dumps(self.header[key], sort_keys=True)}; "
-                        "use a new store folder or the same teacher and settings"
-                    )
+            check_same_header(read_shard_header(other), self.header, HEADER_KEYS,
+                              f"pseudo-label store {self.root}: shard {other.name!r}", f"shard {self.shard!r}")
 
     def done_ids(self) -> set[str]:
         """Ids already stored in this shard (skip them when resuming); a copy: see :meth:`is_done`."""
@@ -284,11 +352,7 @@ class PseudoLabelWriter:
         ref = _canonical(dict(image_ref), "image_ref")
         if not ("path" in ref or ("source" in ref and "index" in ref)):
             raise ValueError(f"image_ref for {item_id!r} needs 'path' or 'source'+'index', got keys {sorted(ref)}")
-        arr = np.asarray(disparity)
-        if arr.ndim == 3 and arr.shape[0] == 1:
-            arr = arr[0]
-        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
-            raise ValueError(f"disparity for {item_id!r} must be a float (H, W) array, got {arr.dtype} {arr.shape}")
+        arr = check_disparity(item_id, disparity)
         rel = item_relpath(item_id)
         atomic_save_npy(self.dir / rel, arr.astype(self.header["dtype"]))
         line = json.dumps({"id": item_id, "file": rel, "image_ref": ref, "shape": list(arr.shape)}, sort_keys=True)

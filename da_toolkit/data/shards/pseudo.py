@@ -38,7 +38,13 @@ import numpy as np
 
 from da_toolkit.data.errors import SampleReadError
 from da_toolkit.data.locks import try_lock
-from da_toolkit.data.pseudo_store import _SHARD_RE, StoreMismatchError, _canonical
+from da_toolkit.data.pseudo_store import (
+    _SHARD_RE,
+    StoreMismatchError,
+    _canonical,
+    check_disparity,
+    check_same_header,
+)
 from da_toolkit.data.shards import urls as U
 from da_toolkit.data.shards.codec import (
     IMAGE_EXTS,
@@ -56,7 +62,7 @@ from da_toolkit.data.shards.writer import INDEX_SUFFIX, ShardWriter, load_index
 
 PSEUDO_SHARD_FORMAT = "da_toolkit.pseudo_label_shards/1"
 ENCODINGS: tuple[str, ...] = ("float16z", "png16")
-_HEADER_KEYS = ("teacher_hash", "settings", "encoding")
+_HEADER_KEYS = ("settings", "encoding", "teacher_hash")  # compared in this order (see pseudo_store.HEADER_KEYS)
 
 
 def read_store_indexes(root: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
@@ -139,14 +145,8 @@ class PseudoLabelShardWriter:
 
     def _check_against_existing(self) -> None:
         for name, index in sorted(read_store_indexes(self.root, self.storage_options).items()):
-            for key in _HEADER_KEYS:
-                if index.get(key) != self.header[key]:
-                    raise StoreMismatchError(
-                        f"pseudo-label shards {self.root}: writer {name!r} used "
-                        f"{key}={json.dumps(index.get(key), sort_keys=True)}, but this run (writer {self.shard!r}) "
-                        f"has {key}={json.dumps(self.header[key], sort_keys=True)}; use a new folder or the same "
-                        "teacher and settings"
-                    )
+            check_same_header(index, self.header, _HEADER_KEYS, f"pseudo-label shards {self.root}: writer {name!r}",
+                              f"writer {self.shard!r}")
 
     def done_ids(self) -> set[str]:
         """Ids in this writer's finished shards (skip them when resuming); a copy: see :meth:`is_done`."""
@@ -179,11 +179,7 @@ class PseudoLabelShardWriter:
         if not isinstance(item_id, str) or not item_id:
             raise ValueError(f"item_id must be a non-empty string, got {item_id!r}")
         ref = _canonical(dict(image_ref), "image_ref")
-        arr = np.asarray(disparity)
-        if arr.ndim == 3 and arr.shape[0] == 1:
-            arr = arr[0]
-        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
-            raise ValueError(f"disparity for {item_id!r} must be a float (H, W) array, got {arr.dtype} {arr.shape}")
+        arr = check_disparity(item_id, disparity)
         info: dict[str, Any] = {"id": item_id, "image_ref": ref, "source": "pseudo_labels"}
         if self.header["encoding"] == "png16":
             png, info["disp_range"] = encode_disparity(arr)
