@@ -7,7 +7,11 @@ nodes; rank ``r`` writes shard ``rank<r>`` of ``--store``. A re-run skips the fi
 
 ``--format files`` (default) writes the file-per-item store (:mod:`da_toolkit.data.pseudo_store`);
 ``--format shards`` writes tar shards (``rank<r>-NNNNNN.tar`` + ``rank<r>.index.json``, options
-``--shards.*``, ``docs/scale.md``), which ``pseudo_label_shards`` sources stream. The lock of this
+``--shards.*``, ``docs/scale.md``), which ``pseudo_label_shards`` sources stream. With shard output
+the data may also be sharded image streams (``sharded_images``, local or ``s3://``): each rank and
+loader worker reads its own range of records, a record's id (its ``json`` id, else its key) is
+checked against the store before its image is decoded, and the image bytes travel into the output
+shard unchanged. The lock of this
 process's shard is taken before the teacher is loaded, so a second writer is refused at once.
 
 Exit status: 0 every item labeled (or failures within ``--model.max_failures``); 1 more
@@ -164,12 +168,17 @@ def run(argv: list[str]) -> dict[str, Any]:
                                              encoding=opts["encoding"], zlib_level=opts["zlib_level"],
                                              storage_options=opts["storage_options"])
         cli.datamodule.keep_images = bool(opts["images"])
+        if cli.datamodule.streaming and not opts["images"]:
+            raise ValueError("shards.images: must be true with sharded image streams as data.sources (a reader can "
+                             "only find the image in the label's own shard)")
     else:
         writer = PseudoLabelStoreWriter(store, dtype=config["dtype"], settings=settings, lock=cli.early_lock)
     cli.early_lock = None  # the writer owns it now
     cli.trainer.callbacks.append(writer)
     try:
-        cli.trainer.predict(cli.model, datamodule=cli.datamodule, return_predictions=False)
+        with warnings.catch_warnings():  # streams have no sampler to take batch indices from; writers need none
+            warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+            cli.trainer.predict(cli.model, datamodule=cli.datamodule, return_predictions=False)
     finally:
         writer.release()  # also when the run failed: the lock never outlives the job (in-process pipelines)
     if writer.error:
