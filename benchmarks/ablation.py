@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablation")
     parser.add_argument("--tiny", action="store_true", help="seconds-scale smoke settings (mechanics only)")
     parser.add_argument("--json", type=Path, default=None, help="write per-seed results and the summary here")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run at the same time (each its own process)")
     parser.add_argument("--tune", action="store_true",
                         help=f"train the TUNE_CANDIDATES student variants and evaluate on {TUNE_SET} only")
     args = parser.parse_args(argv)
@@ -209,7 +210,13 @@ def main(argv: list[str] | None = None) -> int:
             extra.update({f"stages.{name}.config.trainer.max_steps": 3 for name in TUNE_CANDIDATES})
             extra["stages.pseudo_labels_2048.config.data.sources.0.init_args.length"] = 16
     start = time.monotonic()
-    per_seed = {s: run_seed(s, args.out, extra) for s in args.seeds}
+    if args.jobs > 1:  # seeds are independent runs: several at once on a machine with spare cores
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(args.jobs) as pool:
+            per_seed = dict(zip(args.seeds, pool.map(lambda s: run_seed(s, args.out, extra), args.seeds)))
+    else:
+        per_seed = {s: run_seed(s, args.out, extra) for s in args.seeds}
     summary = summarise(per_seed)
     print(format_tuning(summary) if args.tune else format_report(summary))
     print(f"wall time: {time.monotonic() - start:.0f} s for {len(args.seeds)} seed(s)")
