@@ -133,6 +133,24 @@ def test_trimmed_mean_drops_exactly_the_largest_valid_values() -> None:
     assert trimmed_mean(values, mask, 0.1).item() == pytest.approx(4.0)
 
 
+def test_trimmed_mean_gradient_and_value_per_sample_with_different_valid_counts() -> None:
+    # partial selection (topk of floor(trim * pixels)) vs a hand count per sample: 10 pixels,
+    # sample 0 all valid (trim 0.25 drops floor(2.5) = 2), sample 1 six valid (drops floor(1.5) = 1)
+    values = torch.tensor([[9.0, 1, 2, 3, 4, 5, 6, 7, 8, 0], [3.0, 1, 2, 50, 60, 4, 5, 6, 7, 8]])[:, None]
+    mask = torch.ones(2, 1, 10, dtype=torch.bool)
+    mask[1, 0, 3:5] = False
+    mask[1, 0, 8:] = False  # sample 1 valid: 3, 1, 2, 4, 5, 6 -> drop 6
+    x = values.clone().requires_grad_(True)
+    out = trimmed_mean(x, mask, 0.25)
+    torch.testing.assert_close(out, torch.tensor([sum(range(8)) / 8, (3 + 1 + 2 + 4 + 5) / 5]))
+    out.sum().backward()
+    want = torch.zeros(2, 1, 10)
+    want[0, 0] = 1 / 8
+    want[0, 0, [0, 8]] = 0.0  # 9 and 8 dropped
+    want[1, 0, [0, 1, 2, 5, 6]] = 1 / 5  # 6 dropped, invalid pixels get nothing
+    torch.testing.assert_close(x.grad, want)
+
+
 def test_bad_inputs_name_the_field() -> None:
     loss = AffineInvariantLoss()
     with pytest.raises(ValueError, match="target"):

@@ -80,3 +80,31 @@ def test_hand_worked_value() -> None:
     # area-weighted: 0.5 * 0 + 0.5 * 2 = 1
     got = CutMixAffineInvariantLoss(trim=0.0)(pred, target_a, target_b, mask)
     assert got.item() == pytest.approx(1.0, rel=1e-6)
+
+
+class _NoPerSample(torch.nn.Module):
+    """The affine-invariant loss without ``per_sample``: CutMixRegionLoss calls it per sample and region."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = AffineInvariantLoss(trim=0.1)
+
+    def forward(self, pred, target, mask):
+        return self.inner(pred, target, mask)
+
+
+def test_the_batched_regions_equal_one_call_per_sample_and_region() -> None:
+    from da_toolkit.losses import CutMixRegionLoss
+
+    pred, ta, tb = _data(5)
+    mask = torch.ones(3, 8, 10, dtype=torch.bool)
+    mask[0, 1:5, 2:9] = False
+    mask[2, 4:, :] = False
+    valid = torch.rand(3, 8, 10, generator=torch.Generator().manual_seed(1)) > 0.1
+    a, b = pred.clone().requires_grad_(True), pred.clone().requires_grad_(True)
+    batched = CutMixAffineInvariantLoss(trim=0.1)(a, ta, tb, mask, valid)
+    looped = CutMixRegionLoss(_NoPerSample())(b, ta, tb, mask, valid)
+    torch.testing.assert_close(batched, looped)
+    batched.backward()
+    looped.backward()
+    torch.testing.assert_close(a.grad, b.grad)
