@@ -7,6 +7,8 @@ A pipeline recipe (e.g. ``recipes/quickstart.yaml``) is a YAML mapping::
     stages:                           # run in this order
       teacher:       {kind: fit, config: {model: ..., data: ..., trainer: ...}}
       pseudo_labels: {kind: pseudo_label, teacher: teacher, config: {data: ..., trainer: ...}}
+                                      # optional `format: shards`: write tar shards (docs/scale.md);
+                                      # the student then streams them (ShardStudentDataModule)
       student:       {kind: fit, pseudo_labels: pseudo_labels, config: {...}}
                                       # optional `encoder_from: teacher`: initialise the encoder
                                       # from that stage's final checkpoint; `init_from: teacher`:
@@ -166,6 +168,20 @@ def build_source(config: Any, where: str) -> Any:
 
 #: the field of a fit task that holds the trained model (every DepthTask)
 MODEL_FIELD = "model"
+SHARD_STUDENT_DATA = "da_toolkit.data.shards.datamodule.ShardStudentDataModule"
+
+
+def _shard_student_data(cfg: dict[str, Any], where: str) -> None:
+    """Make a student stage's data module stream pseudo-label shards: ``StudentDataModule`` (same
+    arguments) becomes ``ShardStudentDataModule``; another data module is refused, naming it."""
+    data = cfg.get("data")
+    path = str(data.get("class_path", "")) if isinstance(data, dict) else ""
+    if path.rsplit(".", 1)[-1] == "ShardStudentDataModule":
+        return
+    if path.rsplit(".", 1)[-1] != "StudentDataModule":
+        raise PipelineConfigError(f"{where}.class_path: {path or None!r} cannot stream the pseudo-label shards of "
+                                  "a `format: shards` stage; use StudentDataModule or ShardStudentDataModule")
+    data["class_path"] = SHARD_STUDENT_DATA
 
 
 class Pipeline:
@@ -304,10 +320,21 @@ class Pipeline:
                        str(self.final_checkpoint(stage["encoder_from"])))
         if "pseudo_labels" in stage:
             store = self.stage_dir(stage["pseudo_labels"])
-            set_dotted(cfg, "data.init_args.pseudo_labeled",
-                       [{"class_path": "da_toolkit.data.sources.pseudo.PseudoLabelSource",
-                         "init_args": {"root": str(store)}}])
+            source = {"class_path": "da_toolkit.data.sources.pseudo.PseudoLabelSource", "init_args": {"root": str(store)}}
+            if self.pseudo_label_format(stage["pseudo_labels"]) == "shards":  # streamed by the shard data module
+                _shard_student_data(cfg, f"{where}.config.data")
+                source = {"class_path": "da_toolkit.data.shards.pseudo.PseudoLabelShards",
+                          "init_args": {"root": str(store)}}
+            set_dotted(cfg, "data.init_args.pseudo_labeled", [source])
         return cfg
+
+    def pseudo_label_format(self, name: str) -> str:
+        """Store format of pseudo-label stage ``name``: its ``format`` key (``files``, the default,
+        or ``shards``), else ``format`` in its config."""
+        fmt = self.stages[name].get("format", (self.stage_config(name) or {}).get("format", "files"))
+        if fmt not in ("files", "shards"):
+            raise PipelineConfigError(f"{self.source}: stages.{name}.format is {fmt!r}; expected 'files' or 'shards'")
+        return str(fmt)
 
     def teacher_description(self, name: str, from_checkpoint: bool) -> dict[str, Any]:
         """The model of fit stage ``name`` as a description with its ``final.ckpt`` as weights:
@@ -345,6 +372,7 @@ class Pipeline:
         cfg["model"] = model
         cfg.setdefault("seed_everything", self.seed)
         cfg["store"] = str(self.stage_dir(name))
+        cfg["format"] = self.pseudo_label_format(name)
         return cfg
 
     # ------------------------------------------------------------------ checks before running
