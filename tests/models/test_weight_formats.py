@@ -183,15 +183,26 @@ def test_mismatch_lists_missing_unexpected_and_shapes(tmp_path: Path) -> None:
     with pytest.raises(WeightsMismatchError) as info:
         load_model("tiny", weights=path, depth=5, layer_indices=[0, 1, 2, 4])
     msg = str(info.value)
-    assert str(path) in msg and "missing keys" in msg and "encoder.blocks.4.norm1.weight" in msg
+    n_block = sum(1 for k in src.state_dict() if k.startswith("encoder.blocks.0."))  # keys of one block
+    assert "\n" not in msg  # one line: a command prints it as its error line
+    assert str(path) in msg and f"missing keys ({n_block}): encoder.blocks.4.* ({n_block} keys)" in msg
+    assert "encoder.blocks.4.norm1.weight" in info.value.missing
     with pytest.raises(WeightsMismatchError) as info:
         load_model("tiny", weights=path, depth=3, layer_indices=[0, 1, 2, 2])
-    assert "unexpected keys" in str(info.value) and "encoder.blocks.3.attn.qkv.weight" in str(info.value)
+    assert f"unexpected keys ({n_block}): encoder.blocks.3.* ({n_block} keys)" in str(info.value)
+    assert "encoder.blocks.3.attn.qkv.weight" in info.value.unexpected
     with pytest.raises(WeightsMismatchError) as info:
         load_model("tiny", weights=path, features=8, **TINY4)
     err = info.value
     assert err.mismatched and "shape mismatches" in str(err) and "decoder.scratch.layer1_rn.weight" in str(err)
     assert not err.missing and not err.unexpected
+
+
+def test_mismatch_key_groups_worked_by_hand() -> None:
+    from da_toolkit.models.weights.errors import group_keys
+
+    keys = ["a.blocks.4.n.weight", "a.blocks.4.n.bias", "a.blocks.5.x", "head.proj.weight", "head.proj.bias", "scale"]
+    assert group_keys(keys) == ["a.blocks.4.* (2 keys)", "a.blocks.5.x", "head.proj.* (2 keys)", "scale"]
 
 
 def test_real_lightning_checkpoint_with_hyper_parameters(tmp_path: Path) -> None:
