@@ -33,10 +33,8 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,27 +43,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_timing import load_average, time_cpu  # noqa: E402
+
 #: the tiny preset with 4 blocks tapped once each (a Hugging Face backbone cannot tap a block twice)
 TINY_HF: dict[str, Any] = {"preset": "tiny", "encoder": {"depth": 4, "layer_indices": [0, 1, 2, 3]}}
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def time_cpu(fn: Callable[[], Any], reps: int) -> tuple[float, float, Any]:
-    """(median CPU s, median wall s, last output) of ``reps`` calls after one warm-up call."""
-    out = fn()
-    cpu, wall = [], []
-    for _ in range(reps):
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        wall.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    return statistics.median(cpu), statistics.median(wall), out
 
 
 def deviation(out: np.ndarray, ref: np.ndarray) -> float:

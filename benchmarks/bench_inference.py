@@ -25,13 +25,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_timing import load_average  # noqa: E402
 
 GFLOP_PER_IMAGE = 80.7  # V2-Small at 518x518
 SIZE = 518
@@ -73,13 +79,6 @@ def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> floa
         a @ b
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def synthetic_images(n: int, seed: int = 0) -> list[np.ndarray]:

@@ -51,24 +51,21 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_timing import load_average, timed  # noqa: E402
 
 #: benchmark settings: model preset, crop, labeled batch (the unlabeled one is 2x), steps
 SETTINGS: dict[str, dict[str, Any]] = {
     "tiny": {"preset": "tiny", "crop": 56, "batch": 2, "sample_size": (70, 84)},
     "vits": {"preset": "depth-anything-v2-vits", "crop": 196, "batch": 1, "sample_size": (210, 252)},
 }
-
-
-def load_average() -> str:
-    """The 1/5/15-minute load average as text (``n/a`` where unknown)."""
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 class CachedSamples(Dataset):
@@ -212,15 +209,6 @@ class BareModule:
                                          weight_decay=0.01)
 
         return _Bare()
-
-
-def timed(fn: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> tuple[float, float]:
-    """(wall, CPU) seconds of one call of ``fn``."""
-    sync()
-    t, c = time.perf_counter(), time.process_time()
-    fn()
-    sync()
-    return time.perf_counter() - t, time.process_time() - c
 
 
 def fetch_batches(data: Any, n: int) -> tuple[list[dict[str, Any]], list[tuple[float, float]]]:
