@@ -7,22 +7,34 @@ Prints (with the machine's ``uptime`` load before and after):
   encoding (16-bit PNG + per-image range), and each one's deviation from float32 (max |error|
   relative to the image's disparity range, and the 99th percentile of |error| / disparity).
   Disparities are dense real ones: ICL-NUIM depth frames from ``--rgbd`` (1 / depth, resized);
-* **read throughput** (samples/s through a 2-worker loader, images decoded): the folder source
-  (``ImageFolder`` + ``SafeDataset``) vs the shard source (``ShardedImages`` + ``ShardLoader``)
-  on the same JPEG images, and litdata's ``StreamingDataset`` on them (``--litdata``);
+* **read throughput** (samples/s and CPU ms/sample, 2 and 0 loader workers): the folder source
+  (``ImageFolder`` + ``SafeDataset`` + shuffled ``DataLoader``) vs the shard source
+  (``ShardedImages`` + ``ShardLoader``) on the same JPEG bytes (the folder's files are the shard
+  members), with the same decoding, per-sample transform, collate, batch size and workers: decoded
+  samples only, and the student's unlabeled pipeline (resize + random crop ``--crop`` +
+  ``collate_samples``). One warm-up epoch each, then ``--repeats`` rounds with the order
+  alternating; medians, min-max and per-round ratios; the 1-minute load before and after each
+  row. Then the per-stage CPU cost of both paths in one process (tar members, json, decode,
+  sample, transform, collate). litdata's ``StreamingDataset`` on the same files with ``--litdata``;
 * **label writing** (items/s, model excluded): ``PseudoLabelWriter`` (one fsync'd ``.npy`` per
   item + manifest line) vs ``PseudoLabelShardWriter`` at 518x518;
 * **pseudo-labelling job** (items/s, ``--job``): ``PseudoLabelTask`` with a tiny random teacher
   (``tiny`` preset) predicting the JPEG images at ``--job_size``, written by the file-store
   callback vs ``PseudoLabelShardCallback``.
 
-    python benchmarks/bench_shards.py --count 400 --workers 2 --litdata
+    python benchmarks/bench_shards.py --count 400 --litdata
+    python benchmarks/bench_shards.py --read_only --count 600     # read throughput only
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import io
+import json
+import os
+import resource
+import statistics
 import subprocess
 import tempfile
 import time
@@ -31,22 +43,25 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image
+import torch
 from torch.utils.data import DataLoader
 
-from da_toolkit.data.io import read_png_uint16, read_rgb
+from da_toolkit.data.collate import collate_samples
+from da_toolkit.data.datamodule import _drop_labels
+from da_toolkit.data.io import decode_rgb, read_png_uint16, read_rgb
 from da_toolkit.data.pseudo_store import PseudoLabelWriter
 from da_toolkit.data.robust import SafeDataset
-from da_toolkit.data.shards import ShardedImages, ShardLoader
+from da_toolkit.data.shards import ShardedImages, ShardLoader, ShardWriter
 from da_toolkit.data.shards.codec import (
     decode_disparity,
     decode_disparity_f16z,
+    decode_image,
     encode_disparity,
     encode_disparity_f16z,
 )
-from da_toolkit.data.shards.convert import pack_source
 from da_toolkit.data.shards.pseudo import PseudoLabelShardWriter
 from da_toolkit.data.sources.folders import ImageFolder
+from da_toolkit.data.transforms import TrainTransform
 
 
 def _uptime() -> str:
@@ -94,75 +109,223 @@ def bench_bytes(rgbd: Path) -> None:
             print(f"{w}x{h:<5} | {name:<28} | {a[:, 0].mean():9.0f} | {a[:, 1].max():15.2e} | {a[:, 2].max():11.2e}")
 
 
-def _images(root: Path, rgbd: Path, count: int) -> list[Path]:
+def _images(root: Path, rgbd: Path, count: int) -> list[bytes]:
+    """``count`` JPEG files under ``root`` (the 60 real 640x480 frames of ``rgbd``, repeated); their bytes."""
     frames = sorted((rgbd / "7scenes_redkitchen" / "rgb").glob("*.jpg"))
     frames += sorted((rgbd / "icl_nuim_livingroom1_synthetic" / "rgb").glob("*.jpg"))
-    pix = [read_rgb(f) for f in frames]
+    blobs = [f.read_bytes() for f in frames]
     root.mkdir(parents=True, exist_ok=True)
-    files = []
+    out = []
     for i in range(count):
-        p = root / f"{i:06d}.jpg"
-        Image.fromarray(pix[i % len(pix)]).save(p, quality=95)
-        files.append(p)
-    return files
+        (root / f"{i:06d}.jpg").write_bytes(blobs[i % len(blobs)])
+        out.append(blobs[i % len(blobs)])
+    return out
 
 
-def _ids(batch: list) -> int:
-    return len(batch)
-
-
-def _rate_of(loader: Any, epochs: int = 2) -> float:
-    n, t0 = 0, time.perf_counter()
-    for _ in range(epochs):
-        for b in loader:
-            n += b
-    return n / (time.perf_counter() - t0)
-
-
-def _identity(sample: Any) -> Any:
-    return sample
+def _same_bytes_shards(folder: ImageFolder, blobs: list[bytes], root: Path, maxcount: int) -> str:
+    """Shards holding the folder's JPEG files byte for byte (the converter would re-encode them),
+    with the ``json`` member the converter writes; returns the index path."""
+    with ShardWriter(str(root), "img", maxcount=maxcount) as writer:
+        for i, data in enumerate(blobs):
+            meta = folder[i]["meta"]
+            info = {"id": meta["id"], "source": meta["source"], "image_ref": meta["image_ref"]}
+            writer.write(meta["id"], {"jpg": data, "json": json.dumps(info, sort_keys=True).encode()})
+    return str(root / "img.index.json")
 
 
 def _count(batch: list) -> int:
     return len(batch)
 
 
-def _decode_litdata(item: dict[str, Any]) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(item["jpg"])).convert("RGB"))
+def _count_collated(batch: dict[str, Any]) -> int:
+    return int(batch["image"].shape[0])
 
 
-def bench_read(tmp: Path, rgbd: Path, count: int, workers: int, litdata: bool, repeats: int = 5) -> None:
-    files = _images(tmp / "folder", rgbd, count)
+class _CollateCount:  # picklable: collate in the worker (as training does), hand back the count
+    def __init__(self, collate: Any) -> None:
+        self.collate = collate
+
+    def __call__(self, items: list) -> int:
+        return _count_collated(self.collate(items))
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (the joined loader workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _epoch(loader: Any) -> tuple[float, float, int]:
+    """One epoch of ``loader``: (wall s, CPU s of this process + its workers, samples)."""
+    n, c0, t0 = 0, _cpu_seconds(), time.perf_counter()
+    for b in loader:
+        n += b
+    wall = time.perf_counter() - t0
+    return wall, _cpu_seconds() - c0, n
+
+
+def _read_loaders(folder: ImageFolder, index: str, workers: int, batch: int, crop: int | None) -> dict[str, Any]:
+    """The folder loader (``SafeDataset`` + shuffled ``DataLoader``, as ``DepthDataModule``) and the
+    shard loader (``ShardedImages`` + ``ShardLoader``, as ``ShardStudentDataModule``): same
+    decoding, same per-sample transform, same collate, batch size, workers and drop_last."""
+    if crop is None:  # decoded samples only
+        transform, collate, drop_last = _identity, _count, False
+    else:  # the student's unlabeled stream: resize + random crop to tensors, collate_samples
+        transform = _drop_labels(TrainTransform(crop, flip=False))
+        collate, drop_last = _CollateCount(collate_samples), True
+    shards = ShardedImages(index=index, shuffle_buffer=256)
+    shards.transform = None if crop is None else transform
+    safe = SafeDataset(folder, transform)
+    return {
+        "folder": DataLoader(safe, batch_size=batch, shuffle=True, num_workers=workers, collate_fn=collate,
+                             drop_last=drop_last, generator=torch.Generator().manual_seed(0)),
+        "shards": ShardLoader(shards, batch_size=batch, num_workers=workers, collate_fn=collate, drop_last=drop_last),
+    }
+
+
+def _identity(sample: Any) -> Any:
+    return sample
+
+
+def _median_spread(values: list[float]) -> str:
+    return f"{statistics.median(values):8.1f} [{min(values):6.1f}-{max(values):6.1f}]"
+
+
+def bench_read(tmp: Path, rgbd: Path, count: int, worker_counts: list[int], litdata: bool, repeats: int = 5,
+               batch: int = 16, crop: int = 518, maxcount: int = 100) -> list[dict[str, Any]]:
+    """Read throughput of the folder source vs the shard source on the same JPEG bytes; returns one
+    record per table row with the raw per-round figures."""
+    blobs = _images(tmp / "folder", rgbd, count)
     folder = ImageFolder(tmp / "folder")
-    pack_source(folder, str(tmp / "shards"), prefix="img", maxcount=100, image_format="jpg", progress=False)
-    shards = ShardedImages(index=str(tmp / "shards" / "img.index.json"), shuffle_buffer=64)
-    fl = DataLoader(SafeDataset(folder, _identity), batch_size=16, shuffle=True, num_workers=workers, collate_fn=_count)
-    sl = ShardLoader(shards, batch_size=16, num_workers=workers, collate_fn=_count)
-    print(f"\nread throughput, {count} JPEG images {read_rgb(files[0]).shape[1]}x{read_rgb(files[0]).shape[0]}, "
-          f"{workers} workers, batch 16, 2 epochs (samples/s, best of {repeats}, the two sources interleaved)")
-    rates: dict[str, list[float]] = {"folder": [], "shards": []}
-    for _ in range(repeats):  # interleaved, so that a change of machine load hits both alike
-        rates["folder"].append(_rate_of(fl))
-        rates["shards"].append(_rate_of(sl))
-    fr, sr = max(rates["folder"]), max(rates["shards"])
-    print(f"  folder source (ImageFolder)   : {fr:8.1f}")
-    print(f"  shard source (ShardedImages)  : {sr:8.1f}   ratio shards/folder {sr / fr:.2f}")
-    ratios = [s / f for s, f in zip(rates["shards"], rates["folder"], strict=True)]
-    print(f"  per-round ratios shards/folder: {' '.join(f'{r:.2f}' for r in ratios)}")
+    index = _same_bytes_shards(folder, blobs, tmp / "shards", maxcount)
+    h, w = read_rgb(tmp / "folder" / "000000.jpg").shape[:2]
+    print(f"\nread throughput: {count} JPEG images {w}x{h} (the same bytes in files and in {-(-count // maxcount)} "
+          f"shards of {maxcount}), batch {batch}, one epoch per round after one warm-up epoch each, "
+          f"{repeats} rounds, the order alternating; samples/s median [min-max], CPU ms/sample "
+          "(this process + its workers) median")
+    print(f"{'pipeline':<26} | {'workers':>7} | {'folder samples/s':>24} | {'shards samples/s':>24} | "
+          f"{'ratio (median, min-max)':>23} | {'CPU ms/sample f / s':>19} | load 1-min")
+    records: list[dict[str, Any]] = []
+    for crop_size in (None, crop):
+        for workers in worker_counts:
+            loaders = _read_loaders(folder, index, workers, batch, crop_size)
+            for loader in loaders.values():  # warm-up (page cache, first-touch imports in the workers)
+                _epoch(loader)
+            rates: dict[str, list[float]] = {"folder": [], "shards": []}
+            cpus: dict[str, list[float]] = {"folder": [], "shards": []}
+            samples: dict[str, list[int]] = {"folder": [], "shards": []}
+            ratios, loads = [], [os.getloadavg()[0]]
+            for r in range(repeats):
+                order = ("folder", "shards") if r % 2 == 0 else ("shards", "folder")
+                for name in order:
+                    wall, cpu, n = _epoch(loaders[name])
+                    rates[name].append(n / wall)
+                    cpus[name].append(1e3 * cpu / n)
+                    samples[name].append(n)
+                ratios.append(rates["shards"][-1] / rates["folder"][-1])
+            loads.append(os.getloadavg()[0])
+            label = "decode" if crop_size is None else f"decode+crop {crop_size}+collate"
+            print(f"{label:<26} | {workers:>7} | {_median_spread(rates['folder']):>24} | "
+                  f"{_median_spread(rates['shards']):>24} | "
+                  f"{statistics.median(ratios):5.2f} [{min(ratios):.2f}-{max(ratios):.2f}]{'':>7} | "
+                  f"{statistics.median(cpus['folder']):8.2f} / {statistics.median(cpus['shards']):6.2f} | "
+                  f"{loads[0]:.1f} -> {loads[1]:.1f}")
+            print(f"{'':<26}   per-round ratios shards/folder: {' '.join(f'{x:.2f}' for x in ratios)}")
+            records.append({"pipeline": label, "workers": workers, "batch": batch, "samples_per_epoch": samples,
+                            "samples_per_s": rates, "cpu_ms_per_sample": cpus, "ratios": ratios,
+                            "ratio_median": statistics.median(ratios), "load_1min": loads})
     if litdata:
         from litdata import StreamingDataLoader, StreamingDataset, optimize
 
         out = tmp / "litdata"
-        optimize(fn=_lit_item, inputs=[str(f) for f in files], output_dir=str(out), chunk_bytes="64MB",
-                 num_workers=1, verbose=False)
+        optimize(fn=_lit_item, inputs=[str(tmp / "folder" / f"{i:06d}.jpg") for i in range(count)],
+                 output_dir=str(out), chunk_bytes="64MB", num_workers=1, verbose=False)
         ds = StreamingDataset(str(out), shuffle=True, transform=_decode_litdata)
-        ll = StreamingDataLoader(ds, batch_size=16, num_workers=workers, collate_fn=_count)
-        lr = max(_rate_of(ll) for _ in range(repeats))
-        print(f"  litdata StreamingDataset      : {lr:8.1f}   (its own chunk format, needs conversion)")
+        ll = StreamingDataLoader(ds, batch_size=batch, num_workers=worker_counts[0], collate_fn=_count)
+        _epoch(ll)
+        lr = [n / wall for wall, _, n in (_epoch(ll) for _ in range(repeats))]
+        print(f"litdata StreamingDataset (its own chunk format), decode, {worker_counts[0]} workers: "
+              f"{_median_spread(lr)} samples/s")
+    return records
+
+
+def _decode_litdata(item: dict[str, Any]) -> np.ndarray:
+    return decode_rgb(item["jpg"], "litdata")
 
 
 def _lit_item(path: str) -> dict:
     return {"jpg": Path(path).read_bytes(), "id": Path(path).stem}
+
+
+def _pax_shards(raws: list[dict[str, Any]], root: Path) -> list[str]:
+    """The samples again in shards of 100 as the writer wrote them before (float mtime: tarfile adds
+    a PAX header to every member)."""
+    from webdataset import TarWriter
+
+    root.mkdir(parents=True, exist_ok=True)
+    urls = []
+    for start in range(0, len(raws), 100):
+        url = str(root / f"pax-{start // 100:06d}.tar")
+        with open(url, "wb") as handle, TarWriter(handle, encoder=False, mtime=0.0) as tar:
+            for raw in raws[start:start + 100]:
+                tar.write({k: v for k, v in raw.items() if k != "__url__"})
+        urls.append(url)
+    return urls
+
+
+def _wds_members(url: str) -> int:
+    """Read one shard with webdataset's own streaming iterator (what the reader used before)."""
+    from webdataset.tariterators import group_by_keys, tar_file_iterator
+
+    with open(url, "rb", buffering=1 << 20) as handle:
+        return sum(1 for _ in group_by_keys({**f, "__url__": url} for f in tar_file_iterator(handle)))
+
+
+def _drain(items: Any) -> None:
+    collections.deque(items, maxlen=0)
+
+
+def bench_stages(tmp: Path, rgbd: Path, count: int, crop: int, repeats: int = 11) -> None:
+    """Per-stage CPU cost of both read paths in one process (no workers): what each sample pays."""
+    from da_toolkit.data.shards.codec import decode_sample, read_info
+    from da_toolkit.data.shards.stream import iter_shard
+
+    blobs = _images(tmp / "stages_folder", rgbd, count)
+    folder = ImageFolder(tmp / "stages_folder")
+    index = _same_bytes_shards(folder, blobs, tmp / "stages_shards", 100)
+    shards = ShardedImages(index=index, shuffle_buffer=256)
+    urls = [u for u, _ in shards.shards]
+    raws = [raw for u in urls for _, raw in iter_shard(u)]
+    pax = _pax_shards(raws, tmp / "stages_pax")
+    files = folder.files
+    decoded = [folder[i] for i in range(min(count, 64))]
+    transform = _drop_labels(TrainTransform(crop, flip=False))
+    items = [transform(s) for s in decoded[:16]]
+    rows = [  # each consumes its samples one by one (holding them all would time memory growth)
+        ("folder: read_rgb(path) (open + decode)", lambda: _drain(read_rgb(f) for f in files)),
+        ("folder: ImageFolder[i] (+ path checks, sample)", lambda: _drain(folder[i] for i in range(count))),
+        ("shards: tar members (iter_shard)", lambda: _drain(r for u in urls for r in iter_shard(u))),
+        ("  the same, shards with a PAX header per member", lambda: _drain(r for u in pax for r in iter_shard(u))),
+        ("  the same, webdataset's streaming tar iterator", lambda: _drain(_wds_members(u) for u in urls)),
+        ("shards: json member (read_info)", lambda: _drain(read_info(r, "x") for r in raws)),
+        ("shards: decode_image(bytes)", lambda: _drain(decode_image(r["jpg"], "x") for r in raws)),
+        ("shards: decode_sample (json + decode + sample)",
+         lambda: _drain(decode_sample(r, source="s", where="x", labeled=False) for r in raws)),
+        ("shards: ShardedImages iteration (all of it)", lambda: _drain(shards)),
+        (f"both: TrainTransform crop {crop} (64 samples)", lambda: _drain(transform(s) for s in decoded)),
+    ]
+    rows.append(("both: collate_samples (per sample, batch 16)", lambda: _drain(collate_samples(items) for _ in range(4))))
+    counts = {name: len(decoded) if name.startswith("both: TrainTransform") else count for name, _ in rows}
+    counts["both: collate_samples (per sample, batch 16)"] = 4 * len(items)
+    times: dict[str, list[float]] = {name: [] for name, _ in rows}
+    for _ in range(repeats):  # rows interleaved, so that a change of load hits them alike
+        for name, fn in rows:
+            t0 = time.process_time()
+            fn()
+            times[name].append(time.process_time() - t0)
+    print(f"\nper-stage CPU ms/sample, one process, {count} JPEG images (median of {repeats}, rows interleaved)")
+    for name, _ in rows:
+        print(f"  {name:<50}: {1e3 * statistics.median(times[name]) / counts[name]:7.3f}")
 
 
 def bench_writers(tmp: Path, rgbd: Path, n: int) -> None:
@@ -218,20 +381,33 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rgbd", type=Path, default=Path("/work/shared/data/rgbd"))
     p.add_argument("--count", type=int, default=400)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, nargs="+", default=[2, 0], help="loader workers, one table row each")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds per row (order alternating)")
+    p.add_argument("--crop", type=int, default=518, help="training crop of the decode+crop+collate rows")
+    p.add_argument("--read_only", action="store_true", help="only the read throughput and per-stage parts")
+    p.add_argument("--json", type=Path, default=None, help="write the read-throughput records (raw rounds) here")
     p.add_argument("--write_items", type=int, default=200)
     p.add_argument("--litdata", action="store_true", help="also measure litdata's StreamingDataset")
     p.add_argument("--job", action="store_true", help="also time a pseudo-labelling job with each writer")
     p.add_argument("--job_items", type=int, default=100)
     p.add_argument("--job_size", type=int, default=140)
     args = p.parse_args()
+    # one torch thread in this process too, as in loader workers: the 0-worker rows and the per-stage
+    # timings then measure the per-sample cost, not torch's intra-op threads competing on a shared machine
+    torch.set_num_threads(1)
     print("load before:", _uptime())
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        bench_bytes(args.rgbd)
-        bench_read(tmp, args.rgbd, args.count, args.workers, args.litdata)
-        bench_writers(tmp, args.rgbd, args.write_items)
-        if args.job:
+        if not args.read_only:
+            bench_bytes(args.rgbd)
+        records = bench_read(tmp, args.rgbd, args.count, args.workers, args.litdata, repeats=args.repeats,
+                             crop=args.crop)
+        if args.json is not None:
+            args.json.write_text(json.dumps({"count": args.count, "repeats": args.repeats, "read": records}, indent=1))
+        bench_stages(tmp, args.rgbd, min(args.count, 200), args.crop)
+        if not args.read_only:
+            bench_writers(tmp, args.rgbd, args.write_items)
+        if args.job and not args.read_only:
             bench_job(tmp, min(args.job_items, args.count), args.job_size)
     print("load after:", _uptime())
 
