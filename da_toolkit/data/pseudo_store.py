@@ -183,6 +183,13 @@ def check_same_header(theirs: Mapping[str, Any], ours: Mapping[str, Any], keys: 
             )
 
 
+def check_writer_identity(shard: str, teacher_hash: str) -> None:
+    """A writer's shard name (letters, digits, ``_ . -``) and teacher hash (non-empty), or ``ValueError``."""
+    _check_shard_name(shard)
+    if not isinstance(teacher_hash, str) or not teacher_hash:
+        raise ValueError("teacher_hash must be a non-empty string (e.g. checkpoint_hash(path))")
+
+
 def check_disparity(item_id: str, disparity: Any) -> np.ndarray:
     """A pseudo-label's relative disparity as a float ``(H, W)`` array (a leading 1-axis squeezed).
 
@@ -292,11 +299,9 @@ class PseudoLabelWriter:
         dtype: Literal["float16", "float32"] = "float16",
         lock: ShardLock | None = None,
     ) -> None:
-        _check_shard_name(shard)
+        check_writer_identity(shard, teacher_hash)
         if dtype not in ("float16", "float32"):
             raise ValueError(f"dtype {dtype!r}: expected 'float16' or 'float32'")
-        if not isinstance(teacher_hash, str) or not teacher_hash:
-            raise ValueError("teacher_hash must be a non-empty string (e.g. checkpoint_hash(path))")
         self.root = Path(root)
         self.shard = shard
         self.dir = self.root / shard

@@ -39,11 +39,11 @@ import numpy as np
 from da_toolkit.data.errors import SampleReadError
 from da_toolkit.data.locks import try_lock
 from da_toolkit.data.pseudo_store import (
-    _SHARD_RE,
     StoreMismatchError,
     _canonical,
     check_disparity,
     check_same_header,
+    check_writer_identity,
 )
 from da_toolkit.data.shards import urls as U
 from da_toolkit.data.shards.codec import (
@@ -58,7 +58,7 @@ from da_toolkit.data.shards.codec import (
     read_info,
 )
 from da_toolkit.data.shards.stream import ShardStream
-from da_toolkit.data.shards.writer import INDEX_SUFFIX, ShardWriter, load_index
+from da_toolkit.data.shards.writer import INDEX_SUFFIX, FinalisingWriter, ShardWriter, load_index
 
 PSEUDO_SHARD_FORMAT = "da_toolkit.pseudo_label_shards/1"
 ENCODINGS: tuple[str, ...] = ("float16z", "png16")
@@ -79,7 +79,7 @@ def read_store_indexes(root: str, storage_options: Mapping[str, Any] | None = No
     return out
 
 
-class PseudoLabelShardWriter:
+class PseudoLabelShardWriter(FinalisingWriter):
     """Writes one rank's pseudo-labels as tar shards (drop-in for ``PseudoLabelWriter``).
 
     Args:
@@ -113,10 +113,7 @@ class PseudoLabelShardWriter:
         quality: int = 95,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if not _SHARD_RE.match(shard):
-            raise ValueError(f"shard name {shard!r}: use letters, digits, '_', '.', '-' (not starting with '.')")
-        if not isinstance(teacher_hash, str) or not teacher_hash:
-            raise ValueError("teacher_hash must be a non-empty string (e.g. checkpoint_hash(path))")
+        check_writer_identity(shard, teacher_hash)
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding {encoding!r}: expected one of {ENCODINGS}")
         self.root, self.shard = str(root), shard
@@ -208,24 +205,21 @@ class PseudoLabelShardWriter:
 
     def close(self) -> None:
         """Finish the last shard and release the lock (idempotent)."""
-        self._writer.close()
-        if self._lock_handle is not None and not self._lock_handle.closed:
-            self._lock_handle.close()
+        try:
+            self._writer.close()
+        finally:
+            self._unlock()
 
     def abort(self) -> None:
         """Drop the unfinished shard (its items are redone on resume) and release the lock."""
-        self._writer.abort()
+        try:
+            self._writer.abort()
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
         if self._lock_handle is not None and not self._lock_handle.closed:
             self._lock_handle.close()
-
-    def __enter__(self) -> PseudoLabelShardWriter:  # noqa: PYI034
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class PseudoLabelShards(ShardStream):

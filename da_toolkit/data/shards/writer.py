@@ -15,7 +15,7 @@ import json
 import os
 import tarfile
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 from webdataset import TarWriter
 
@@ -42,7 +42,29 @@ def load_index(url: str, storage_options: Mapping[str, Any] | None = None) -> di
     return index
 
 
-class ShardWriter:
+class FinalisingWriter:
+    """A writer used as a context manager: :meth:`close` (finalise) on success, :meth:`abort`
+    (drop the unfinished shard, redone on resume) when the block raises."""
+
+    def close(self) -> None:  # pragma: no cover - abstract
+        """Finalise what was written."""
+        raise NotImplementedError
+
+    def abort(self) -> None:  # pragma: no cover - abstract
+        """Drop the unfinished part."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class ShardWriter(FinalisingWriter):
     """Write samples (dicts of WebDataset members) into size-limited, atomically finalised shards.
 
     Args:
@@ -156,15 +178,6 @@ class ShardWriter:
     def close(self) -> None:
         """Finalise the last (partial) shard."""
         self.flush()
-
-    def __enter__(self) -> ShardWriter:  # noqa: PYI034
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def tar_member_names(path: str) -> list[str]:
