@@ -3,8 +3,10 @@
 The exported graph takes ``image``: ``(B,3,H,W)`` float32 ImageNet-normalised, ``H`` and ``W``
 any multiples of the model's ``input_multiple`` (14 for the DINOv2 presets, e.g. 32 for a CNN),
 and returns ``depth``: ``(B,H,W)`` float32 relative disparity or metres. The file's metadata
-records ``output_kind``, ``input_multiple``, ``upsample_align_corners`` and the model
-description (``model``, JSON in the recipe schema) so runners need nothing else.
+records ``output_kind``, ``input_multiple``, ``upsample_align_corners``, the model
+description (``model``, JSON in the recipe schema) and the weights' ``licence`` (``"unknown"``
+when the model carries none) and ``origin``, so runners need nothing else; loading a file whose
+licence is restricted logs the one-line notice of :mod:`da_toolkit.models.licence`.
 
 The export is a plain ``torch.onnx.export`` (dynamo) of the model itself: the DINOv2 encoder
 resamples its position embeddings with a traceable form of the official rule when sizes are
@@ -28,6 +30,7 @@ from torch import nn
 
 from da_toolkit.models.encoders.dinov2 import bicubic_matrix
 from da_toolkit.models.inference_core import align_corners_of, input_multiple
+from da_toolkit.models.licence import UNKNOWN, notify_licence, provenance
 
 __all__ = ["OnnxDepthModel", "ParityResult", "bicubic_matrix", "check_onnx", "copy_model_file",
            "default_check_shapes", "default_example_size", "export_onnx"]
@@ -73,7 +76,7 @@ def export_onnx(
             (default :func:`default_example_size`).
         opset: ONNX opset.
         metadata: extra ``metadata_props`` (``output_kind``, ``input_multiple``,
-            ``upsample_align_corners`` and ``model`` are always recorded).
+            ``upsample_align_corners``, ``model``, ``licence`` and ``origin`` are always recorded).
 
     Returns:
         The written path. Height and width of the graph step by the model's input multiple.
@@ -116,6 +119,8 @@ def export_onnx(
             "input": f"image (B,3,H,W) float32 ImageNet-normalised RGB, H and W multiples of {m}",
             "output": "depth (B,H,W) float32: relative disparity (bigger = nearer) or metres",
             "producer": "da-toolkit",
+            # the weights' licence travels with the file ("unknown" when the model carries none)
+            **provenance(model),
         }
         description = _description_json(model)
         if description is not None:
@@ -176,6 +181,10 @@ class OnnxDepthModel:
         #: these keys existed were all patch-14 DINOv2 models upsampled with the V2 rule)
         self.input_multiple = int(meta.get("input_multiple", "14"))
         self.upsample_align_corners = meta.get("upsample_align_corners", "true").lower() == "true"
+        #: licence / origin of the weights recorded at export (files from before: "unknown")
+        self.provenance = {k: meta[k] for k in ("licence", "origin") if k in meta} or {"licence": UNKNOWN}
+        self.provenance.setdefault("licence", UNKNOWN)
+        notify_licence(meta.get("licence"), meta.get("origin"))
         self.input_name = self.session.get_inputs()[0].name
         self.path = path
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from da_toolkit.models.licence import UNKNOWN
+
 #: ``DepthModel.output_kind`` values: relative disparity (affine-invariant) or metres
 OUTPUT_KINDS = ("disparity", "metric")
 
@@ -25,6 +27,9 @@ class PredictionItem:
         output_kind: ``"disparity"`` or ``"metric"``.
         image: the input ``(H,W,3)`` uint8 RGB (for side-by-side outputs), if kept.
         error: why the item failed (decoding, model), or ``None``.
+        provenance: ``{"licence": ..., "origin": ...}`` of the model's weights
+            (:func:`da_toolkit.models.licence.provenance`; ``licence`` ``"unknown"`` when the model
+            carries none), written into the metadata of the outputs that have any.
     """
 
     depth: np.ndarray | None
@@ -32,6 +37,7 @@ class PredictionItem:
     output_kind: str = "disparity"
     image: np.ndarray | None = None
     error: str | None = None
+    provenance: dict[str, str] = field(default_factory=lambda: {"licence": UNKNOWN})
 
 
 def output_path(output_dir: str | Path, meta: dict[str, Any], suffix: str) -> Path:

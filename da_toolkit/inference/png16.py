@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from da_toolkit.data.io import atomic_path
 
-#: PNG text-chunk key holding the JSON ``{"scale", "offset", "kind", ...}``
+#: PNG text-chunk key holding the JSON ``{"scale", "offset", "kind", "units", "licence", ...}``
 TEXT_KEY = "da_toolkit"
+#: PNG text-chunk key holding the licence of the model weights as a plain line
+LICENCE_KEY = "Licence"
 UINT16_MAX = 65535
 
 
@@ -36,16 +39,33 @@ def encode_png16(depth: np.ndarray, scale: float | None = None) -> tuple[np.ndar
     return np.clip(q, 0, UINT16_MAX).astype(np.uint16), float(scale), float(offset)
 
 
+def png_text(chunks: Mapping[str, str]) -> Any:
+    """A PIL ``PngInfo`` with one text chunk per item (iTXt, so any Unicode text survives)."""
+    from PIL import PngImagePlugin
+
+    pnginfo = PngImagePlugin.PngInfo()
+    for key, value in chunks.items():
+        pnginfo.add_itxt(key, value)
+    return pnginfo
+
+
 def write_png16(
-    path: str | os.PathLike[str], depth: np.ndarray, scale: float | None = None, **info: Any
+    path: str | os.PathLike[str],
+    depth: np.ndarray,
+    scale: float | None = None,
+    text: Mapping[str, str] | None = None,
+    **info: Any,
 ) -> dict[str, Any]:
-    """Write ``depth (H,W)`` as a 16-bit grayscale PNG; returns the recorded metadata."""
-    from PIL import Image, PngImagePlugin
+    """Write ``depth (H,W)`` as a 16-bit grayscale PNG; returns the recorded metadata.
+
+    ``info`` (e.g. ``kind``, ``units``, ``licence``, ``origin``) joins ``scale`` and ``offset`` in the
+    JSON of the ``da_toolkit`` text chunk; ``text`` adds plain text chunks (e.g. ``{"Licence": ...}``).
+    """
+    from PIL import Image
 
     q, scale, offset = encode_png16(depth, scale)
     meta = {"scale": scale, "offset": offset, **info}
-    pnginfo = PngImagePlugin.PngInfo()
-    pnginfo.add_text(TEXT_KEY, json.dumps(meta))
+    pnginfo = png_text({TEXT_KEY: json.dumps(meta), **dict(text or {})})
     with atomic_path(path) as tmp:
         Image.fromarray(q).save(tmp, format="PNG", pnginfo=pnginfo)
     return meta

@@ -78,7 +78,11 @@ def write_ply(
     colors: np.ndarray | None = None,
     comments: tuple[str, ...] = (),
 ) -> None:
-    """Write ``points (N,3)`` float32 and optional ``colors (N,3)`` uint8 as binary little-endian PLY."""
+    """Write ``points (N,3)`` float32 and optional ``colors (N,3)`` uint8 as binary little-endian PLY.
+
+    Each of ``comments`` becomes one ``comment`` line of the header (whitespace runs collapsed,
+    characters outside ASCII replaced by ``?``).
+    """
     fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
     if colors is not None:
         fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
@@ -87,12 +91,12 @@ def write_ply(
     if colors is not None:
         rec["red"], rec["green"], rec["blue"] = colors[:, 0], colors[:, 1], colors[:, 2]
     header = ["ply", "format binary_little_endian 1.0"]
-    header += [f"comment {c}" for c in comments]
+    header += [f"comment {' '.join(str(c).split())}" for c in comments]  # one line each
     header += [f"element vertex {len(points)}"]
     header += ["property float x", "property float y", "property float z"]
     if colors is not None:
         header += ["property uchar red", "property uchar green", "property uchar blue"]
     header += ["end_header"]
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(("\n".join(header) + "\n").encode("ascii"))
+        f.write(("\n".join(header) + "\n").encode("ascii", errors="replace"))  # PLY headers are ASCII
         f.write(rec.tobytes())

@@ -29,6 +29,7 @@ from da_toolkit.inference.runner import (
     run_batch,
 )
 from da_toolkit.models.inference_core import align_corners_of, input_multiple
+from da_toolkit.models.licence import provenance
 
 
 class Predictor:
@@ -90,6 +91,7 @@ class Predictor:
             if not isinstance(model, nn.Module):
                 raise TypeError(f"backend 'torch' needs an nn.Module model, got {type(model).__name__}")
             self.output_kind = str(getattr(model, "output_kind", "disparity"))
+            self.provenance = provenance(model)
             self.input_multiple = input_multiple(model)
             self.align_corners = align_corners_of(model)
             self._fn = self._torch_fn(model, compile, channels_last)
@@ -100,6 +102,7 @@ class Predictor:
                 raise ValueError("backend 'onnxruntime' runs the exported fp32 graph; use precision '32'")
             ort_model = OnnxDepthModel.from_model_or_path(model, device=self.device)
             self.output_kind = ort_model.output_kind
+            self.provenance = ort_model.provenance
             self.input_multiple = ort_model.input_multiple
             self.align_corners = ort_model.upsample_align_corners
             self._fn = ort_model
@@ -163,10 +166,11 @@ class Predictor:
                 self.align_corners,
             )
             for j, meta in enumerate(batch["meta"]):
-                items[meta["index"]] = PredictionItem(None, meta, self.output_kind, error=batch["error"][j])
+                items[meta["index"]] = PredictionItem(None, meta, self.output_kind, error=batch["error"][j],
+                                                      provenance=dict(self.provenance))
             for j, depth in zip(ok, depths):
                 meta = batch["meta"][j]
-                items[meta["index"]] = PredictionItem(depth, meta, self.output_kind)
+                items[meta["index"]] = PredictionItem(depth, meta, self.output_kind, provenance=dict(self.provenance))
             bar.update(len(batch["meta"]))
         bar.close()
         return items  # type: ignore[return-value]

@@ -15,6 +15,7 @@ from da_toolkit.inference.runner import run_batch
 from da_toolkit.inference.video import TemporalSmoother
 from da_toolkit.models.depth_model import DepthModel
 from da_toolkit.models.inference_core import align_corners_of, input_multiple
+from da_toolkit.models.licence import provenance
 
 
 class DepthPredictionTask(pl.LightningModule):
@@ -71,6 +72,8 @@ class DepthPredictionTask(pl.LightningModule):
         #: 0 after a run within ``max_failures``, 1 otherwise (read by the command as its exit status)
         self.exit_status = 0
         self.output_kind = str(getattr(self.model, "output_kind", "disparity"))
+        #: licence / origin of the weights, recorded in every output with metadata
+        self.provenance = provenance(self.model)
         self.compile = compile
         self.channels_last = channels_last
         self.temporal_smoothing = temporal_smoothing
@@ -139,9 +142,11 @@ class DepthPredictionTask(pl.LightningModule):
             if err is not None:
                 self.failures.append((str(meta.get("source")), err))
                 warnings.warn(f"da-toolkit predict: skipped {meta.get('source')}: {err}", stacklevel=2)
-                items.append(PredictionItem(None, meta, self.output_kind, error=err))
+                items.append(PredictionItem(None, meta, self.output_kind, error=err,
+                                            provenance=dict(self.provenance)))
         for j, depth in zip(ok, depths):
-            item = PredictionItem(depth, batch["meta"][j], self.output_kind, image=batch["raw"][j])
+            item = PredictionItem(depth, batch["meta"][j], self.output_kind, image=batch["raw"][j],
+                                  provenance=dict(self.provenance))
             self._smooth(item)
             items.append(item)
         return items

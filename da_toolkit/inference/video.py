@@ -16,6 +16,7 @@ import numpy as np
 from da_toolkit.inference.colorize import colorize, side_by_side
 from da_toolkit.inference.items import PredictionItem
 from da_toolkit.inference.writer_base import DepthWriter
+from da_toolkit.models.licence import licence_line
 
 
 def iter_video_frames(path: str | os.PathLike[str]) -> tuple[float, Iterator[np.ndarray]]:
@@ -106,14 +107,16 @@ class TemporalSmoother:
 class _OpenVideo:
     """An ffmpeg encoder writing into a temporary file until :meth:`finish`."""
 
-    def __init__(self, target: Path, width: int, height: int, fps: float) -> None:
+    def __init__(self, target: Path, width: int, height: int, fps: float, comment: str | None = None) -> None:
         import imageio_ffmpeg
 
         self.target = target
         target.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
         self.size = (width + width % 2, height + height % 2)
-        self.gen = imageio_ffmpeg.write_frames(str(self.tmp), self.size, fps=fps, macro_block_size=1, quality=8)
+        extra = ["-metadata", f"comment={comment}"] if comment else None  # the container's comment tag
+        self.gen = imageio_ffmpeg.write_frames(str(self.tmp), self.size, fps=fps, macro_block_size=1, quality=8,
+                                               output_params=extra)
         self.gen.send(None)
         self.lo: float | None = None
         self.hi: float | None = None
@@ -139,12 +142,13 @@ class DepthVideoWriter(DepthWriter):
 
     The colour range follows an exponential moving average (``range_momentum``) of each frame's
     2nd/98th percentiles, so colours do not jump between frames. Image inputs are ignored. The
-    file appears (atomically) when the run ends; a finished video is skipped on re-runs.
+    file appears (atomically) when the run ends; a finished video is skipped on re-runs. The
+    container's ``comment`` tag records the licence of the model's weights.
     """
 
     def __init__(
         self,
-        output_dir: str = "predictions",
+        output_dir: str | None = None,
         suffix: str = "_depth.mp4",
         cmap: str = "Spectral_r",
         side_by_side: bool = False,
@@ -179,7 +183,8 @@ class DepthVideoWriter(DepthWriter):
         if video is None:
             h, w = d.shape
             width = 2 * w if self.side_by_side else w
-            video = _OpenVideo(self.output_path(item.meta), width, h, float(item.meta.get("fps") or 25.0))
+            video = _OpenVideo(self.output_path(item.meta), width, h, float(item.meta.get("fps") or 25.0),
+                               comment=licence_line(item.provenance))
             video.lo, video.hi = float(lo), float(hi)
             self._open[vid] = video
         else:

@@ -1,8 +1,9 @@
 """Prediction writers: Lightning ``BasePredictionWriter`` callbacks, one output format each.
 
 Every writer writes one file per :class:`~da_toolkit.inference.items.PredictionItem` under its
-``output_dir`` mirroring the input tree, atomically, and skips items whose file already exists
-(unless ``overwrite``). Registered by the built-in plugin under the short names of
+``output_dir`` (default: the run's folder, ``da-toolkit predict --output_dir``) mirroring the input
+tree, atomically, and skips items whose file already exists (unless ``overwrite``). Formats with
+metadata record the licence of the model's weights (:mod:`da_toolkit.models.licence`). Registered by the built-in plugin under the short names of
 :data:`BUILTIN_WRITERS`.
 """
 
@@ -13,7 +14,7 @@ import numpy as np
 from da_toolkit.data.io import atomic_path
 from da_toolkit.inference.colorize import colorize, side_by_side
 from da_toolkit.inference.items import PredictionItem
-from da_toolkit.inference.png16 import write_png16
+from da_toolkit.inference.png16 import LICENCE_KEY, png_text, write_png16
 from da_toolkit.inference.pointcloud import (
     Intrinsics,
     backproject,
@@ -22,14 +23,20 @@ from da_toolkit.inference.pointcloud import (
 )
 from da_toolkit.inference.video import DepthVideoWriter
 from da_toolkit.inference.writer_base import DepthWriter
+from da_toolkit.models.licence import licence_line
 
 __all__ = ["BUILTIN_WRITERS", "ColormapWriter", "DepthVideoWriter", "DepthWriter", "NpyWriter", "PlyWriter", "Png16Writer"]
+
+
+def licence_text(item: PredictionItem) -> dict[str, str]:
+    """The plain ``Licence`` PNG text chunk of an item's model (``model weights licence ...``)."""
+    return {LICENCE_KEY: licence_line(item.provenance)}
 
 
 class NpyWriter(DepthWriter):
     """``.npy`` float32 ``(H,W)`` at the original size (disparity or metres, as the model outputs)."""
 
-    def __init__(self, output_dir: str = "predictions", suffix: str = ".npy", overwrite: bool = False) -> None:
+    def __init__(self, output_dir: str | None = None, suffix: str = ".npy", overwrite: bool = False) -> None:
         super().__init__(output_dir, suffix, overwrite)
 
     def write_item(self, item: PredictionItem) -> None:
@@ -42,6 +49,9 @@ class NpyWriter(DepthWriter):
 class Png16Writer(DepthWriter):
     """16-bit grayscale PNG; ``depth = value * scale + offset`` recorded in the ``da_toolkit`` text chunk.
 
+    The chunk's JSON also records ``kind``, ``units``, the weights' ``licence`` (``"unknown"`` when
+    the model carries none) and ``origin``; a plain ``Licence`` text chunk repeats the licence.
+
     Args:
         scale: fixed units per step (e.g. ``0.001`` = millimetres for metric models); ``None``
             stretches each map's range over 0..65535 and records the per-image scale/offset.
@@ -49,7 +59,7 @@ class Png16Writer(DepthWriter):
 
     def __init__(
         self,
-        output_dir: str = "predictions",
+        output_dir: str | None = None,
         suffix: str = "_depth16.png",
         scale: float | None = None,
         overwrite: bool = False,
@@ -63,18 +73,20 @@ class Png16Writer(DepthWriter):
         """Write the item's depth map as a 16-bit PNG with its scale and units, atomically."""
         assert item.depth is not None
         units = "metres" if item.output_kind == "metric" else "relative disparity (bigger = nearer)"
-        write_png16(self.output_path(item.meta), item.depth, self.scale, kind=item.output_kind, units=units)
+        write_png16(self.output_path(item.meta), item.depth, self.scale, text=licence_text(item),
+                    kind=item.output_kind, units=units, **item.provenance)
 
 
 class ColormapWriter(DepthWriter):
     """Colourised PNG (matplotlib colormap), optionally side by side with the input image.
 
-    Near is at the top of the colormap for both output kinds (metric depth is inverted).
+    Near is at the top of the colormap for both output kinds (metric depth is inverted). The
+    weights' licence is recorded in a ``Licence`` PNG text chunk.
     """
 
     def __init__(
         self,
-        output_dir: str = "predictions",
+        output_dir: str | None = None,
         suffix: str = "_vis.png",
         cmap: str = "Spectral_r",
         side_by_side: bool = False,
@@ -104,7 +116,7 @@ class ColormapWriter(DepthWriter):
         from PIL import Image
 
         with atomic_path(self.output_path(item.meta)) as tmp:
-            Image.fromarray(self.render(item)).save(tmp, format="PNG")
+            Image.fromarray(self.render(item)).save(tmp, format="PNG", pnginfo=png_text(licence_text(item)))
 
 
 class PlyWriter(DepthWriter):
@@ -114,15 +126,16 @@ class PlyWriter(DepthWriter):
     original image, or ``hfov_deg``. Metric models give points in metres. Relative (disparity)
     models are converted with a stated assumption (see
     :func:`~da_toolkit.inference.pointcloud.disparity_to_depth`): shift 0, median depth =
-    ``relative_median_depth`` (arbitrary units); the assumption is written in the PLY header.
-    Points are coloured by the input image.
+    ``relative_median_depth`` (arbitrary units); the assumption is written in the PLY header, as
+    is the licence of the model's weights (``comment model weights licence ...``). Points are
+    coloured by the input image.
     """
 
     needs_image = True
 
     def __init__(
         self,
-        output_dir: str = "predictions",
+        output_dir: str | None = None,
         fx: float | None = None,
         fy: float | None = None,
         cx: float | None = None,
@@ -166,6 +179,7 @@ class PlyWriter(DepthWriter):
                 "relative model: depth = k / disparity assuming zero shift,",
                 f"k chosen so that the median depth is {self.relative_median_depth} (arbitrary units)",
             )
+        comments = (*comments, licence_line(item.provenance))
         K = self.intrinsics(*depth.shape)
         points, pix = backproject(depth, K, self.stride)
         colors = item.image[pix[:, 0], pix[:, 1]] if item.image is not None else None

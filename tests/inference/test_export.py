@@ -1,13 +1,14 @@
 import inspect
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 
 from da_toolkit.cli import main
 from da_toolkit.inference import export as export_module
-from da_toolkit.inference.export import check_onnx, export_onnx
+from da_toolkit.inference.export import OnnxDepthModel, check_onnx, export_onnx
 from da_toolkit.inference.predictor import Predictor
 from da_toolkit.models.depth_model import DepthModel
 from da_toolkit.models.encoders.dinov2 import bicubic_matrix, traceable_pos_embed
@@ -39,7 +40,8 @@ def test_export_is_a_plain_torch_onnx_export():
 
 def test_export_command_parity_two_sizes_two_batches(tmp_path, rng):
     torch.manual_seed(0)
-    model = build_tiny_model().eval()
+    # tiny weights carrying the V2-B preset's licence: the export records it (issue 19.9)
+    model = build_tiny_model(licence="CC-BY-NC-4.0", origin="depth-anything-v2-vitb").eval()
     save_weights(model, tmp_path / "tiny.safetensors")
     out = tmp_path / "tiny.onnx"
     # the model is rebuilt from the self-describing file alone (no preset)
@@ -50,6 +52,10 @@ def test_export_command_parity_two_sizes_two_batches(tmp_path, rng):
     meta = sess.get_modelmeta().custom_metadata_map
     assert meta["output_kind"] == "disparity" and meta["input_multiple"] == "14"
     assert meta["upsample_align_corners"] == "true" and "DINOv2" in meta["model"]
+    # read back with onnx itself (independent of onnxruntime's view)
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props["licence"] == "CC-BY-NC-4.0" and props["origin"] == "depth-anything-v2-vitb"
+    assert OnnxDepthModel(out).provenance == {"licence": "CC-BY-NC-4.0", "origin": "depth-anything-v2-vitb"}
     # independent parity check at sizes and batches that differ from the traced example
     for b, h, w in [(2, 42, 70), (1, 56, 56), (4, 28, 28)]:
         x = torch.randn(b, 3, h, w)
