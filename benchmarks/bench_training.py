@@ -13,7 +13,9 @@ The bare minimum (``bare``) does the unavoidable work on the same, already colla
 two student forwards (labeled, unlabeled) + backward, the frozen-encoder forward, an AdamW step;
 its loss is a plain L1 + feature MSE (no trimming, no CutMix, no perturbation, no data loading).
 
-Between them, measured separately on the same batches (medians over ``--steps`` steps):
+Between them, measured on the same batches, each *interleaved step by step* with the Lightning
+steps (run between two steps, outside the timed spans, so every row sees the same machine load;
+medians over ``--steps`` x ``--reps`` steps):
 
 * ``data``: fetching one collated batch from the data module's train loader;
 * ``perturb``: the strong photometric perturbation + CutMix of the unlabeled images;
@@ -23,7 +25,8 @@ Between them, measured separately on the same batches (medians over ``--steps`` 
 * ``lightning_share``: Lightning's share = Lightning step - data - task;
 * ``lightning_fixed``: Lightning's own fixed cost per step: ``Trainer.fit`` of an empty
   LightningModule whose ``training_step`` is the bare step (pre-collated batches from a list)
-  minus the bare step;
+  minus the bare steps interleaved with that fit (every fit runs the same interleaved parts;
+  the other rows are timed in the main fit, ``lightning``);
 * ``recipe_trainer``: the Lightning step with the recipe's trainer bookkeeping on (progress bar,
   a CSV logger every ``log_every_n_steps=50``, ``ModelCheckpoint(every_n_train_steps=5000)``,
   ``LearningRateMonitor(logging_interval="step")``), against the minimal trainer of ``lightning``
@@ -118,23 +121,42 @@ def make_task(setting: dict[str, Any]) -> Any:
 
 
 class StepTimer:
-    """Lightning callback: wall and CPU time stamps at the start of every training batch (so one
-    interval = fetch of the next batch + the whole step)."""
+    """Lightning callback: wall and CPU seconds of every training step, from one
+    ``on_train_batch_start`` to the next (so a step = the whole step + fetching the next batch).
 
-    def __new__(cls) -> Any:
+    ``between(batch_idx)``, if given, runs at each ``on_train_batch_start`` *outside* the timed
+    spans (after the previous step's end stamp, before this step's start stamp): plain-PyTorch
+    measurements interleaved step by step with Lightning's, so both see the same machine load.
+    """
+
+    def __new__(cls, between: Callable[[int], None] | None = None) -> Any:
         import lightning.pytorch as pl
 
         class _Timer(pl.Callback):
             def __init__(self) -> None:
-                self.wall: list[float] = []
-                self.cpu: list[float] = []
+                self.starts: list[tuple[float, float]] = []
+                self.ends: list[tuple[float, float]] = []
+
+            def _end(self) -> None:
+                if len(self.ends) < len(self.starts):
+                    self.ends.append((time.perf_counter(), time.process_time()))
 
             def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-                self.wall.append(time.perf_counter())
-                self.cpu.append(time.process_time())
+                self._end()
+                if between is not None:
+                    between(batch_idx)
+                self.starts.append((time.perf_counter(), time.process_time()))
 
             def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-                self.on_train_batch_start(trainer, pl_module, None, -1)
+                self._end()
+
+            @property
+            def wall(self) -> list[float]:
+                return [e[0] - s[0] for s, e in zip(self.starts, self.ends, strict=False)]
+
+            @property
+            def cpu(self) -> list[float]:
+                return [e[1] - s[1] for s, e in zip(self.starts, self.ends, strict=False)]
 
         return _Timer()
 
@@ -155,17 +177,17 @@ def _trainer_kwargs(kind: str, workdir: str) -> dict[str, Any]:
 
 
 def lightning_steps(task: Any, data: Any, steps: int, warmup: int, workdir: str,
-                    precision: str = "32", accelerator: str = "cpu",
-                    kind: str = "minimal") -> tuple[list[float], list[float]]:
+                    precision: str = "32", accelerator: str = "cpu", kind: str = "minimal",
+                    between: Callable[[int], None] | None = None) -> tuple[list[float], list[float]]:
     """Per-step (wall, CPU) seconds of ``steps`` Lightning training steps after ``warmup`` ones
     (``kind``: the trainer's bookkeeping, see :func:`_trainer_kwargs`; the progress bar's output
-    is discarded)."""
+    is discarded; ``between``: see :class:`StepTimer`)."""
     import contextlib
     import io
 
     import lightning.pytorch as pl
 
-    timer = StepTimer()
+    timer = StepTimer(between)
     kw = _trainer_kwargs(kind, workdir)
     kw["callbacks"] = [*kw["callbacks"], timer]
     trainer = pl.Trainer(
@@ -175,9 +197,7 @@ def lightning_steps(task: Any, data: Any, steps: int, warmup: int, workdir: str,
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         trainer.fit(task, datamodule=data) if not isinstance(data, list) else trainer.fit(task, _list_loader(data))
-    wall = [b - a for a, b in zip(timer.wall[warmup:-1], timer.wall[warmup + 1:], strict=True)]
-    cpu = [b - a for a, b in zip(timer.cpu[warmup:-1], timer.cpu[warmup + 1:], strict=True)]
-    return wall, cpu
+    return timer.wall[warmup:warmup + steps], timer.cpu[warmup:warmup + steps]
 
 
 def _list_loader(batches: list[dict[str, Any]]) -> Any:
@@ -336,44 +356,52 @@ def run_setting(name: str, steps: int, reps: int, crop: int | None = None, preci
     task = make_task(setting)
     data = make_data(setting, setting["batch"] * (warmup + steps + 2))  # one epoch holds every fit
     keys = ("lightning", "recipe_trainer", "lightning_bare_module", "bare", "task", "data", "perturb",
-            "losses_task", "losses_bare")
+            "losses_task", "losses_bare", "bare_in_recipe_trainer", "bare_in_lightning_bare_module")
     walls: dict[str, list[float]] = {k: [] for k in keys}
     cpus: dict[str, list[float]] = {k: [] for k in walls}
+    opt_bare = torch.optim.AdamW(trainable(task), lr=5e-6, weight_decay=0.01)
+    opt_task = torch.optim.AdamW(trainable(task), lr=5e-6, weight_decay=0.01)
+
+    def record(key: str, fn: Callable[[], Any]) -> None:
+        w, c = timed(fn, sync)
+        walls[key].append(w)
+        cpus[key].append(c)
+
     with tempfile.TemporaryDirectory(prefix="bench_training_") as workdir:
         for _ in range(reps):
             task.to(device).train()
-            batches, fetch = fetch_batches(data, warmup + steps + 1)
-            walls["data"] += [t[0] for t in fetch[1:]]
-            cpus["data"] += [t[1] for t in fetch[1:]]
+            batches, _ = fetch_batches(data, warmup + steps + 1)
             batches = [to_device(b, device) for b in batches]
+            loader: dict[str, Any] = {}  # a fresh iterator of the train loader per fit
+
+            def between(batch_idx: int, fit: str, batches: list[dict[str, Any]] = batches,
+                        loader: Any = loader) -> None:
+                """The plain-PyTorch parts, run between two Lightning steps (timed from ``warmup`` on)."""
+                if batch_idx < warmup - 1:
+                    return  # one untimed call of every part just before the timed steps is warm-up enough
+                b = batches[batch_idx % len(batches)]
+                ours, plain = loss_parts(task, b)
+                jobs: list[tuple[str, Callable[[], Any]]] = [
+                    ("bare", lambda: bare_step(task, b, opt_bare)), ("task", lambda: task_step(task, b, opt_task)),
+                    ("data", lambda: next(loader["it"])), ("perturb", lambda: perturb_step(task, b)),
+                    ("losses_task", ours), ("losses_bare", plain)]
+                training = task.training
+                for key, fn in jobs:
+                    if batch_idx < warmup or (fit != "lightning" and key != "bare"):
+                        fn()  # warm-up (optimiser state, kernel caches), or the same work untimed
+                    else:
+                        record(key if fit == "lightning" else f"bare_in_{fit}", fn)
+                task.train(training)
+
             for key, module, source, kind in (("lightning", task, data, "minimal"),
                                               ("lightning_bare_module", BareModule(task), batches, "minimal"),
                                               ("recipe_trainer", task, data, "recipe")):
+                loader["it"] = iter(data.train_dataloader())
                 w, c = lightning_steps(module, source, steps, warmup=warmup, workdir=workdir, precision=precision,
-                                       accelerator=accelerator, kind=kind)
+                                       accelerator=accelerator, kind=kind,
+                                       between=lambda i, key=key: between(i, key))
                 walls[key] += w
                 cpus[key] += c
-            task.to(device).train()
-            timed_batches = batches[-(steps + 1):]
-            opt_bare = torch.optim.AdamW(trainable(task), lr=5e-6, weight_decay=0.01)
-            opt_task = torch.optim.AdamW(trainable(task), lr=5e-6, weight_decay=0.01)
-            pairs = (("bare", bare_step, opt_bare), ("task", task_step, opt_task))
-            for _, fn, opt in pairs:
-                fn(task, timed_batches[0], opt)  # warm-up (optimiser state, kernel caches)
-            for b in timed_batches[1:]:  # alternating, so both see the same background load
-                for key, fn, opt in pairs:
-                    w, c = timed(lambda fn=fn, b=b, opt=opt: fn(task, b, opt), sync)
-                    walls[key].append(w)
-                    cpus[key].append(c)
-            for b in timed_batches[1:]:
-                w, c = timed(lambda b=b: perturb_step(task, b), sync)
-                walls["perturb"].append(w)
-                cpus["perturb"].append(c)
-                ours, bare = loss_parts(task, b)
-                for key, fn in (("losses_task", ours), ("losses_bare", bare)):
-                    w, c = timed(fn, sync)
-                    walls[key].append(w)
-                    cpus[key].append(c)
     result: dict[str, Any] = {"setting": name, "preset": setting["preset"], "crop": setting["crop"],
                               "labeled_batch": setting["batch"], "unlabeled_batch": 2 * setting["batch"],
                               "steps": steps, "reps": reps, "warmup": warmup, "precision": precision,
@@ -382,14 +410,16 @@ def run_setting(name: str, steps: int, reps: int, crop: int | None = None, preci
         m = {k: float(stat(v)) for k, v in table.items()}
         m["losses"] = m.pop("losses_task") - m.pop("losses_bare")
         m["lightning_share"] = m["lightning"] - m["data"] - m["task"]
-        m["lightning_fixed"] = m["lightning_bare_module"] - m["bare"]
+        # each fit against the bare steps interleaved with it
+        m["lightning_fixed"] = m["lightning_bare_module"] - m["bare_in_lightning_bare_module"]
         m["recipe_bookkeeping"] = m["recipe_trainer"] - m["lightning"]
         m["overhead_ratio"] = m["lightning"] / m["bare"] - 1.0
-        m["recipe_overhead_ratio"] = m["recipe_trainer"] / m["bare"] - 1.0
+        m["recipe_overhead_ratio"] = m["recipe_trainer"] / m["bare_in_recipe_trainer"] - 1.0
         m["task_vs_bare"] = m["task"] / m["bare"] - 1.0
         result[unit] = m
     result["samples"] = {unit: {k: v for k, v in table.items()
-                                if k in ("lightning", "bare", "recipe_trainer", "lightning_bare_module")}
+                                if k in ("lightning", "bare", "recipe_trainer", "lightning_bare_module",
+                                         "bare_in_recipe_trainer", "bare_in_lightning_bare_module")}
                          for unit, table in (("wall", walls), ("cpu", cpus))}
     return result
 
