@@ -53,6 +53,13 @@ TUNE_CANDIDATES: dict[str, dict[str, Any]] = {
     "tune_steps1200": {"trainer.max_steps": 1200},
     "tune_margin050": {"model.init_args.feature_loss.init_args.margin": 0.5},
     "tune_steps1200_unl2048": {"trainer.max_steps": 1200, "pseudo_labels": "pseudo_labels_2048"},
+    # round 2, added after round 1's target_val numbers of seed 0 (longer students and a looser
+    # margin were worse than student_full there): a tighter margin, a heavier or multi-level
+    # alignment, and more pseudo-labels at the recipe's 400 steps
+    "tune_margin095": {"model.init_args.feature_loss.init_args.margin": 0.95},
+    "tune_featw3": {"model.init_args.feature_weight": 3.0},
+    "tune_levels4": {"model.init_args.feature_levels": [0, 1, 2, 3]},
+    "tune_unl2048": {"pseudo_labels": "pseudo_labels_2048"},
 }
 #: the tuning set: the only one any choice may look at
 TUNE_SET = "target_val"
