@@ -11,26 +11,13 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["RecipeError", "adapt_val_check_interval", "check_crop_size", "input_multiple_of", "parse_error_line"]
+from da_toolkit.cli.recipe_errors import ConfigValueError, RecipeError, from_constructor, from_parser_message
+from da_toolkit.cli.recipe_errors import plain as _plain
 
-
-class RecipeError(ValueError):
-    """A run config whose values do not fit together (the message names the field)."""
-
-
-def _plain(obj: Any) -> Any:
-    """Turn jsonargparse Namespaces into dicts (recursively); other values unchanged."""
-    if hasattr(obj, "as_dict"):
-        return obj.as_dict()
-    if isinstance(obj, Mapping):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_plain(v) for v in obj]
-    return obj
+__all__ = ["ConfigValueError", "RecipeError", "adapt_val_check_interval", "check_crop_size", "input_multiple_of", "parse_error_line"]
 
 
 def input_multiple_of(description: Mapping[str, Any], where: str) -> int:
@@ -50,8 +37,16 @@ def input_multiple_of(description: Mapping[str, Any], where: str) -> int:
         with torch.device("meta"):
             model = build_model({**desc, "init_args": init}, where)
     except ModelDescriptionError as exc:
+        refused = _refused_by_constructor(exc, desc)
+        if refused is not None:  # e.g. the encoder's embed_dim not divisible by num_heads
+            raise refused.located(prefix=where) from None
         raise RecipeError(str(exc)) from None
     return int(model.input_multiple)
+
+
+def _refused_by_constructor(exc: BaseException, description: Mapping[str, Any]) -> ConfigValueError | None:
+    """The component (``init_args.encoder``...) of ``description`` whose constructor raised the cause of ``exc``."""
+    return from_constructor(exc.__cause__, description) if exc.__cause__ is not None else None
 
 
 def _task_models(task: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -89,10 +84,11 @@ def check_crop_size(config: Any, where: str = "") -> None:
         which = ", ".join(f"model.init_args.{n}: {m}" for n, m in multiples.items())
         lower, upper = (crop // need) * need, (crop // need + 1) * need
         hint = f"{lower} or {upper}" if lower > 0 else str(upper)
-        raise RecipeError(
-            f"{where}data.init_args.crop_size: {crop} is not a multiple of {need}, the input multiple "
+        raise ConfigValueError(
+            f"{where}data.init_args.crop_size",
+            f"{crop} is not a multiple of {need}, the input multiple "
             f"{'the model needs' if len(multiples) == 1 else 'the models run on the crops need'} ({which}); "
-            f"use {hint}"
+            f"use {hint}",
         )
 
 
@@ -115,42 +111,12 @@ def adapt_val_check_interval(trainer: Any) -> bool:
     return True
 
 
-_STRUCTURE = ("Does not validate", "Subtypes:", "Errors:", "- Expected a <class 'NoneType'>")
-
-
 def parse_error_line(text: str) -> str:
     """The nested error message of jsonargparse as one line ``dotted.key: what is wrong``.
 
     E.g. ``model.init_args.model.init_args.encoder.init_args.embed_dimm: not an argument of
-    DINOv2Encoder`` for a misspelled encoder argument.
+    DINOv2Encoder`` for a misspelled encoder argument (see
+    :func:`~da_toolkit.cli.recipe_errors.from_parser_message`).
     """
-    keys: list[str] = []
-    owner = "the class"
-    detail = ""
-    for line in text.splitlines():
-        s = line.strip()
-        if s.startswith("Given value"):
-            break
-        key = re.match(r'Parser key "([^"]+)":', s)
-        if key:
-            keys.append(key.group(1))
-            continue
-        cls = re.match(r"-?\s*Problem with given class_path '([^']+)':", s)
-        if cls:
-            owner = cls.group(1).rsplit(".", 1)[-1]
-            keys.append("init_args")
-            continue
-        option = re.match(r"Option '([^']+)' is not accepted", s)
-        if option:
-            keys.append(option.group(1))
-            detail = f"not an argument of {owner}"
-            break
-        if s and not s.startswith(_STRUCTURE):
-            detail = s.lstrip("- ")
-            break
-    while keys and keys[-1] == "init_args":
-        keys.pop()
-    if not detail:
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        detail = lines[-1] if lines else "invalid config"
-    return f"{'.'.join(keys)}: {detail}" if keys else detail
+    error = from_parser_message(text)
+    return f"{error.key}: {error.detail}" if error.key else error.detail

@@ -14,6 +14,7 @@ Trainer conveniences: a ``ModelCheckpoint`` without ``dirpath`` writes to
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -35,6 +36,7 @@ from da_toolkit.cli.class_paths import (
     resolve_class_path,
     resolve_config,
 )
+from da_toolkit.cli.recipe_errors import ConfigValueError, register_origin
 
 CONFIG_FLAGS = ("--config", "-c")
 
@@ -84,6 +86,7 @@ def _resolve_config_file(path: str, tmpdir: str, index: int, group_classes: dict
         return path
     out = Path(tmpdir) / f"{index:02d}_{file.name}"
     out.write_text(yaml.safe_dump(resolved, sort_keys=False))
+    register_origin(str(out), path)  # errors name the user's file, not this one
     return str(out)
 
 
@@ -238,15 +241,74 @@ class DepthLightningCLI(LightningCLI):
 
     parse_only: bool = False
 
+    def init_parser(self, **kwargs: Any) -> Any:
+        """The parser (main and subcommands) raises ``ArgumentError`` instead of printing usage and
+        the whole config: :meth:`parse_arguments` makes it one line (issue 14.4)."""
+        kwargs.setdefault("exit_on_error", False)
+        return super().init_parser(**kwargs)
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse; a refused value is a :class:`~da_toolkit.cli.recipe_errors.ConfigValueError`
+        naming the file, the full key, what was expected and what came."""
+        from da_toolkit.cli.recipe_errors import from_parser_message
+
+        self._recipe_args = [str(a) for a in args] if isinstance(args, (list, tuple)) else []
+        try:
+            super().parse_arguments(parser, args)
+            self._seed_log = HeldLog(SEED_LOGGER)  # "Seed set to N" only once the classes are built
+        except ArgumentError as exc:
+            subcommand = next((a for a in self._recipe_args if not a.startswith("-")), None)
+            sub = getattr(self, "_subcommand_parsers", {}).get(subcommand, parser)
+            options = [a.dest for a in sub._actions if isinstance(getattr(a, "dest", None), str)]
+            command = f"{parser.prog} {subcommand}" if subcommand in getattr(self, "_subcommand_parsers", {}) \
+                else parser.prog
+            raise from_parser_message(str(exc), self._recipe_args, options, command) from None
+
+    def instantiate_classes(self) -> None:
+        """Build the classes; a value a constructor refuses is a one-line
+        :class:`~da_toolkit.cli.recipe_errors.ConfigValueError` naming its key (not a traceback)."""
+        held = getattr(self, "_seed_log", None)
+        try:
+            super().instantiate_classes()
+        except Exception as exc:  # noqa: BLE001 - only constructor refusals are converted, the rest re-raised
+            if held is not None:
+                held.release(emit=False)
+            error = self._constructor_error(exc)
+            if error is None:
+                raise
+            raise error from None
+        if held is not None:
+            held.release(emit=True)
+
+    def _constructor_error(self, exc: Exception) -> ConfigValueError | None:
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        from da_toolkit.cli.recipe_errors import debug_mode, from_constructor
+
+        if debug_mode() or contract_error(exc) is not None or weights_file_error(exc) is not None:
+            return None  # those have their own one-line reports (run_lightning_cli)
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        return from_constructor(exc, config, groups={"trainer": pl.Trainer}, args=getattr(self, "_recipe_args", ()),
+                                kinds=(ValueError, TypeError, OSError, MisconfigurationException))
+
     def before_instantiate_classes(self) -> None:
         """Adapt val_check_interval and check crop sizes against the models before anything is built."""
         from da_toolkit.cli.checks import adapt_val_check_interval, check_crop_size
+        from da_toolkit.cli.recipe_errors import source_of
 
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.get("trainer") is not None:
             adapt_val_check_interval(config.trainer)
-        check_crop_size(config)
+        held = getattr(self, "_seed_log", None)
+        try:
+            check_crop_size(config)
+        except ConfigValueError as exc:
+            if held is not None:
+                held.release(emit=False)
+            raise exc.located(source_of(exc.key, getattr(self, "_recipe_args", ()))) from None
         if self.parse_only:
+            if held is not None:
+                held.release(emit=False)
             raise ParsedConfig(config)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
@@ -284,10 +346,42 @@ class DepthLightningCLI(LightningCLI):
             return  # corrupt or crafted: the trainer's checkpoint loading names it (never inflated here)
         try:
             super()._parse_ckpt_path()
+        except ArgumentError as exc:  # the file's hyper-parameters do not fit this config
+            from da_toolkit.cli.recipe_errors import from_parser_message
+
+            error = from_parser_message(str(exc))
+            raise error.located(f"--ckpt_path {path}: hyper-parameters", "") from None
         except Exception:  # noqa: BLE001 - garbage bytes make torch's unpickler raise anything
             # (UnpicklingError, IndexError, KeyError, UnicodeDecodeError...): the file is then
             # reported by name by the trainer's checkpoint loading, never here
             return
+
+
+#: the logger of Lightning's "Seed set to N" line
+SEED_LOGGER = "lightning.fabric.utilities.seed"
+
+
+class HeldLog(logging.Filter):
+    """Holds the records of one logger until :meth:`release`: LightningCLI logs "Seed set to N"
+    before the classes are built, so a refused config would print it above its one-line error."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.logger = logging.getLogger(name)
+        self.records: list[logging.LogRecord] = []
+        self.logger.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record for later; nothing is emitted now."""
+        self.records.append(record)
+        return False
+
+    def release(self, emit: bool) -> None:
+        """Stop holding; emit the held records (``emit``) or drop them. Idempotent."""
+        self.logger.removeFilter(self)
+        records, self.records = self.records, []
+        for record in records if emit else ():
+            self.logger.handle(record)
 
 
 class ParsedConfig(Exception):
@@ -348,12 +442,25 @@ def shorten_subclass_help() -> None:
     action.extra_help = extra_help
 
 
-def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCLI:
+def run_lightning_cli(argv: Sequence[str], run: bool = True, report: bool = True) -> DepthLightningCLI:
     """Parse ``argv`` (``[subcommand, options...]`` when ``run``) and run it.
 
-    Errors in recipes (unknown class names, wrong types, missing required values) are reported
-    with the offending key before anything is instantiated.
+    Errors in recipes (unknown class names, wrong types, missing required values, values a
+    constructor refuses) are one line naming the file and the key, before any training: printed
+    with exit status 2 (:class:`SystemExit`), or with ``report=False`` raised as
+    :class:`~da_toolkit.cli.checks.RecipeError` (the pipeline names the stage).
     """
+    try:
+        return build_lightning_cli(argv, run)
+    except RecipeError as exc:
+        if not report:
+            raise
+        print(f"da-toolkit: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def build_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCLI:
+    """:func:`run_lightning_cli` without the report: every recipe error is a :class:`RecipeError`."""
     from da_toolkit.plugins import get_registry
 
     get_registry()  # load plugins so their classes are imported before parsing
@@ -364,8 +471,7 @@ def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCL
         try:
             args = preprocess_args(argv, tmpdir)
         except (UnknownClassPathError, FileNotFoundError, ValueError) as exc:
-            print(f"da-toolkit: error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise exc if isinstance(exc, RecipeError) else RecipeError(str(exc)) from None
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             try:
@@ -383,15 +489,13 @@ def run_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightningCL
                     # optimiser (`optim`) and its encoder/decoder learning rates (issue 19.6)
                     auto_configure_optimizers=False,
                 )
-            except RecipeError as exc:
-                print(f"da-toolkit: error: {exc}", file=sys.stderr)
-                raise SystemExit(2) from None
+            except RecipeError:
+                raise
             except (ValueError, TypeError) as exc:  # a task's build-time contract check (issue 14.3)
                 contract = contract_error(exc) or weights_file_error(exc)
                 if contract is None:
                     raise
-                print(f"da-toolkit: error: {contract}", file=sys.stderr)
-                raise SystemExit(2) from None
+                raise RecipeError(str(contract)) from None
 
 
 def contract_error(exc: BaseException) -> BaseException | None:
@@ -459,6 +563,9 @@ def parse_only(config: dict[str, Any], where: str, cli_class: type[DepthLightnin
                            parser_kwargs=parser_kwargs, **kwargs)
         except ParsedConfig as parsed:
             return parsed.config
+        except ConfigValueError as exc:  # "recipe.yaml: stages.teacher.config" + ".model.init_args...: detail"
+            source, _, prefix = where.rpartition(": ")
+            raise exc.located(source or prefix, prefix if source else "") from None
         except (RecipeError, ModelFormError, UnknownClassPathError) as exc:
             raise RecipeError(f"{where}: {exc}") from None
         except (ArgumentError, ValueError, TypeError) as exc:

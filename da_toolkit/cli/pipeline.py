@@ -77,7 +77,11 @@ def main(argv: list[str]) -> int:
     except (pipeline_mod.PipelineConfigError, FileNotFoundError) as exc:
         print(f"da-toolkit pipeline: error: {exc}", file=sys.stderr)
         return 2
-    path, results = pipe.run(validate=False)  # checked above
+    try:
+        path, results = pipe.run(validate=False)  # checked above
+    except pipeline_mod.PipelineConfigError as exc:  # e.g. a value a constructor refused, when its stage starts
+        print(f"da-toolkit pipeline: error: {exc}", file=sys.stderr)
+        return 2
     from da_toolkit.evaluation import format_table
 
     sys.stdout.flush()

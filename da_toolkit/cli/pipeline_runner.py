@@ -435,6 +435,7 @@ class Pipeline:
     def run_fit(self, name: str) -> str:
         """Run fit stage ``name`` (skipped when complete); returns its status line."""
         from da_toolkit.cli import lightning_cli
+        from da_toolkit.cli.checks import ConfigValueError, RecipeError
 
         root = self.stage_dir(name)
         if (root / DONE).exists() and self.final_checkpoint(name).exists():
@@ -444,7 +445,12 @@ class Pipeline:
         resumed = (root / "checkpoints" / "last.ckpt").exists()
         if resumed:
             args += ["--ckpt_path", "last"]
-        cli = lightning_cli.run_lightning_cli(args)
+        try:
+            cli = lightning_cli.run_lightning_cli(args, report=False)
+        except ConfigValueError as exc:  # a value a constructor refused: name the stage, not configs/NAME.yaml
+            raise PipelineConfigError(str(exc.located(self.source, f"stages.{name}.config"))) from None
+        except RecipeError as exc:
+            raise PipelineConfigError(f"{self.source}: stages.{name}: {exc}") from None
         cli.trainer.save_checkpoint(str(self.final_checkpoint(name)))
         _atomic_json(root / DONE, {"checkpoint": str(self.final_checkpoint(name)),
                                    "global_step": int(cli.trainer.global_step)})
@@ -452,13 +458,17 @@ class Pipeline:
 
     def run_pseudo_label(self, name: str) -> str:
         """Run pseudo-label stage ``name`` (skipped when complete); returns its status line."""
+        from da_toolkit.cli.checks import ConfigValueError
         from da_toolkit.cli.pseudo_label import run as run_pseudo_label
 
         done = self.output_dir / f"{name}.done.json"
         if done.exists():
             return "skipped (complete)"
         path = self._write_config(name, self.pseudo_label_config(name, from_checkpoint=True))
-        result = run_pseudo_label(["--config", str(path)])
+        try:
+            result = run_pseudo_label(["--config", str(path)])
+        except ConfigValueError as exc:
+            raise PipelineConfigError(str(exc.located(self.source, f"stages.{name}.config"))) from None
         _atomic_json(done, {"store": result["store"], "written_this_run": result["written"]})
         return f"finished ({result['written']} item(s) written this run)"
 

@@ -133,7 +133,7 @@ def test_init_from_and_encoder_from_fill_the_weights_of_the_stage(tmp_path: Path
     class Stop(Exception):
         pass
 
-    def fake_cli(argv: list[str]) -> None:
+    def fake_cli(argv: list[str], **_: object) -> None:
         seen["cfg"] = yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text())
         raise Stop
 
@@ -184,18 +184,20 @@ def test_a_typo_in_a_later_stage_is_refused_before_the_first_stage_runs(tmp_path
     recipe["stages"]["student"]["config"]["data"]["init_args"]["crop_sise"] = 28
     assert main(["--config", str(write_recipe(recipe, tmp_path / "typo.yaml"))]) == 2
     err = capsys.readouterr().err
-    assert "stages.student.config: data.init_args.crop_sise: not an argument of StudentDataModule" in err
+    assert "typo.yaml: stages.student.config.data.init_args.crop_sise: not an argument of StudentDataModule" in err
+    assert "did you mean crop_size" in err
     assert not (tmp_path / "o" / "teacher").exists()  # nothing ran
     # an override of an ablation (after `base:` inheritance) is checked too
     recipe = tiny_quickstart(tmp_path / "o")
     recipe["stages"]["student_no_feature_alignment"]["overrides"]["model.init_args.gradient_weight"] = "heavy"
     assert main(["--config", str(write_recipe(recipe, tmp_path / "typo2.yaml"))]) == 2
-    assert "stages.student_no_feature_alignment.config: model.init_args.gradient_weight" in capsys.readouterr().err
+    assert "stages.student_no_feature_alignment.config.model.init_args.gradient_weight: expected float, got 'heavy'" \
+        in capsys.readouterr().err
     # a crop size the model cannot take, in the pseudo-labelled student
     recipe = tiny_quickstart(tmp_path / "o")
     recipe["stages"]["student"]["config"]["data"]["init_args"]["crop_size"] = 30
     assert main(["--config", str(write_recipe(recipe, tmp_path / "crop.yaml"))]) == 2
-    assert "stages.student.config: data.init_args.crop_size: 30 is not a multiple of 14" in capsys.readouterr().err
+    assert "stages.student.config.data.init_args.crop_size: 30 is not a multiple of 14" in capsys.readouterr().err
     assert not (tmp_path / "o" / "teacher").exists()
 
 
