@@ -36,6 +36,7 @@ from da_toolkit.cli.class_paths import (
     resolve_class_path,
     resolve_config,
 )
+from da_toolkit.cli.config_files import load_config_file
 from da_toolkit.cli.recipe_errors import ConfigValueError, register_origin
 
 CONFIG_FLAGS = ("--config", "-c")
@@ -71,12 +72,7 @@ def expand_config(data: dict[str, Any], where: str, group_classes: dict[str, typ
 def _resolve_config_file(path: str, tmpdir: str, index: int, group_classes: dict[str, type],
                          deferred: dict[str, Any]) -> str:
     file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"--config {path}: no such file")
-    try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"--config {path}: invalid YAML: {exc}") from None
+    data = load_config_file(path)
     if data is None:
         return path
     if not isinstance(data, dict):

@@ -606,11 +606,7 @@ STAGE_KINDS: dict[str, Callable[[Pipeline, str], str]] = {
 
 def load_pipeline(path: str, output_dir: str | None = None, overrides: dict[str, Any] | None = None) -> Pipeline:
     """Read a pipeline recipe file (clear errors for missing files / bad YAML)."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"--config {path}: no such file")
-    try:
-        recipe = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise PipelineConfigError(f"{path}: invalid YAML: {exc}") from None
+    from da_toolkit.cli.config_files import load_config_file
+
+    recipe = load_config_file(path, PipelineConfigError)
     return Pipeline(recipe, source=str(path), output_dir=output_dir, overrides=overrides)
