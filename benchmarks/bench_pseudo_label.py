@@ -12,7 +12,13 @@ model and precision, side by side in one process (issue 15.2).
    (goal >= 0.9);
 5. decode throughput (``ImageFolder`` read + official preprocessing through a DataLoader with
    0 and ``--workers`` workers) against model throughput (forward of prepared batches alone), and
-   the cost of a resume over a finished store (every image skipped).
+   the cost of a resume over a finished store (every image skipped);
+6. output formats side by side (``--formats-reps`` runs each, alternating which goes first):
+   ``pseudo-label --format files`` against ``--format shards`` (labels + images in tar shards)
+   on the same images, with the wall time per item of each phase measured inside the run
+   (:class:`PhaseTimer`; phases nest: ``writer`` includes ``label encode+write``, ``data``
+   includes ``image encode``; the shard writer's encoding, tar append and finalising run in its
+   encoder thread, beside the model), and ``--profile PATH`` for cProfile stats of the last runs.
 
 Run: ``python benchmarks/bench_pseudo_label.py [--preset depth-anything-v2-vits --size 518]``.
 """
@@ -20,6 +26,7 @@ Run: ``python benchmarks/bench_pseudo_label.py [--preset depth-anything-v2-vits 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -74,14 +81,15 @@ def write_teacher(path: Path, preset: str) -> Any:
 TRAINER_PRECISION = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed", "bf16-true": "bf16-true"}
 
 
-def pseudo_label_once(images: Path, teacher: Path, store: Path, cfg: dict[str, Any], workdir: Path) -> tuple[float, int]:
-    """One ``pseudo-label`` run into ``store``: (wall seconds, items written)."""
+def pseudo_label_once(images: Path, teacher: Path, store: Path, cfg: dict[str, Any], workdir: Path,
+                      fmt: str = "files") -> tuple[float, int]:
+    """One ``pseudo-label`` run into ``store`` (``--format fmt``): (wall seconds, items written)."""
     import yaml
 
     from da_toolkit.cli.pseudo_label import run
 
     config = {
-        "store": str(store),
+        "store": str(store), "format": fmt,
         "trainer": {"accelerator": cfg["accelerator"], "devices": 1, "precision": TRAINER_PRECISION[cfg["precision"]],
                     "enable_progress_bar": False, "logger": False},
         "model": {"teacher": str(teacher)},
@@ -95,6 +103,91 @@ def pseudo_label_once(images: Path, teacher: Path, store: Path, cfg: dict[str, A
         warnings.simplefilter("ignore")
         out = run(["--config", str(path)])
     return time.perf_counter() - t, int(out["written"])
+
+
+class PhaseTimer:
+    """Wall seconds spent inside chosen functions/methods, summed per phase name (main process only)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def patch(self, targets: list[tuple[Any, str, str]]) -> Any:
+        """Time ``owner.attr`` as phase ``name`` for each ``(owner, attr, name)`` while inside."""
+        saved = []
+        for owner, attr, name in targets:
+            original = getattr(owner, attr)
+
+            def timed(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+                t = time.perf_counter()
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    self.seconds[_name] = self.seconds.get(_name, 0.0) + time.perf_counter() - t
+
+            setattr(owner, attr, timed)
+            saved.append((owner, attr, original))
+        try:
+            yield self
+        finally:
+            for owner, attr, original in reversed(saved):
+                setattr(owner, attr, original)
+
+
+def _phase_targets(fmt: str) -> list[tuple[Any, str, str]]:
+    """What to time in a run of ``fmt``: the model step, the writer callback and its parts, the
+    items' preparation (image decode + preprocessing + image encoding with 0 workers)."""
+    import da_toolkit.data.pseudo_store as store_mod
+    import da_toolkit.data.shards.codec as codec
+    import da_toolkit.data.shards.pseudo as pseudo_mod
+    import da_toolkit.tasks.pseudo_label as task_mod
+    from da_toolkit.data.shards.writer import ShardWriter
+    from da_toolkit.tasks.pseudo_label_data import _PreparedItems
+
+    common = [(task_mod.PseudoLabelTask, "predict_step", "model step"), (_PreparedItems, "__getitem__", "data"),
+              (codec, "encode_image", "image encode")]
+    if fmt == "files":
+        return [*common, (task_mod.PseudoLabelStoreWriter, "write_on_batch_end", "writer"),
+                (store_mod, "atomic_save_npy", "label encode+write")]
+    return [*common, (task_mod.PseudoLabelShardStoreWriter, "write_on_batch_end", "writer"),
+            (task_mod.PseudoLabelShardStoreWriter, "teardown", "writer"),
+            (pseudo_mod, "encode_disparity_f16z", "label encode+write"), (ShardWriter, "write", "tar append"),
+            (ShardWriter, "flush", "shard finalise")]
+
+
+def _store_bytes(store: Path) -> int:
+    return sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
+
+
+def files_vs_shards(images: Path, teacher: Path, cfg: dict[str, Any], reps: int, n: int, workdir: Path,
+                    profile: Path | None = None) -> dict[str, Any]:
+    """``pseudo-label --format files`` against ``--format shards`` (images stored, the default) on
+    the same images, alternating which goes first; per-phase seconds per item from :class:`PhaseTimer`."""
+    out: dict[str, Any] = {"files": [], "shards": []}
+    for r in range(reps):
+        for fmt in (("files", "shards") if r % 2 == 0 else ("shards", "files")):
+            timer = PhaseTimer()
+            store = workdir / f"fvs_{fmt}_{r}"
+            with timer.patch(_phase_targets(fmt)):
+                if profile is not None and r == reps - 1:
+                    import cProfile
+
+                    prof = cProfile.Profile()
+                    secs, written = prof.runcall(pseudo_label_once, images, teacher, store, cfg, workdir, fmt)
+                    prof.dump_stats(str(profile.with_suffix(f".{fmt}.prof")))
+                else:
+                    secs, written = pseudo_label_once(images, teacher, store, cfg, workdir, fmt)
+            if written != n:
+                raise RuntimeError(f"pseudo-label --format {fmt} wrote {written} of {n} images")
+            out[fmt].append({"s": secs, "bytes_per_item": _store_bytes(store) / n,
+                             "phases_ms_per_item": {k: 1e3 * v / n for k, v in sorted(timer.seconds.items())}})
+    for fmt in ("files", "shards"):
+        runs = out[fmt]
+        out[f"{fmt}_img_s"] = n / statistics.median(r["s"] for r in runs)
+        out[f"{fmt}_phases_ms"] = {k: statistics.median(r["phases_ms_per_item"].get(k, 0.0) for r in runs)
+                                   for k in runs[0]["phases_ms_per_item"]}
+    out["shards_over_files"] = out["shards_img_s"] / out["files_img_s"]
+    return out
 
 
 def predictor_once(model: Any, paths: list[Path], cfg: dict[str, Any]) -> tuple[float, list[np.ndarray]]:
@@ -150,7 +243,7 @@ def model_throughput(model: Any, size: int, batch_size: int, precision: str, dev
 
 
 def run_benchmark(images_n: int, size: int, preset: str, batch_size: int, workers: int, precision: str,
-                  reps: int, device: str = "cpu") -> dict[str, Any]:
+                  reps: int, device: str = "cpu", formats_reps: int = 0, profile: Path | None = None) -> dict[str, Any]:
     """Measure everything; returns the figures."""
     from da_toolkit.models.inference_core import input_multiple
 
@@ -180,6 +273,9 @@ def run_benchmark(images_n: int, size: int, preset: str, batch_size: int, worker
         res["resume_finished_store_s"] = resume_s
         res["resume_written"] = written
         mult = int(input_multiple(model))
+        if formats_reps:
+            res["files_vs_shards"] = files_vs_shards(root / "images", teacher, cfg, formats_reps, images_n, root,
+                                                     profile)
         res["decode_img_s"] = {str(w): decode_throughput(root / "images", size, mult, w, images_n)
                                for w in sorted({0, workers})}
     res["model_img_s"] = model_throughput(model, (size // mult) * mult if size % mult == 0 else
@@ -223,7 +319,25 @@ def format_result(r: dict[str, Any]) -> str:
         f"store vs Predictor: max relative difference {r['store_matches_predictor']:.2e} (float16 store)",
         f"decode + preprocess: {dec}; model forward alone: {r['model_img_s']:.1f} img/s",
         f"resume over the finished store: {r['resume_finished_store_s']:.2f} s, wrote {r['resume_written']}",
+        *(_format_formats(r["files_vs_shards"], r["workers"]) if "files_vs_shards" in r else []),
     ])
+
+
+def _format_formats(f: dict[str, Any], workers: int) -> list[str]:
+    names = sorted(set(f["files_phases_ms"]) | set(f["shards_phases_ms"]))
+    rows = ["", f"output formats side by side ({len(f['files'])} runs each, alternating; ms/item per phase, main "
+            f"process{'' if workers == 0 else f', data phases run in {workers} loader workers'}; for shards, "
+            "label encode+write, tar append and shard finalise run in the writer's encoder thread)",
+            "| output | items/s (median) | runs (s) | bytes/item | " + " | ".join(names) + " |",
+            "| --- | --- | --- | --- |" + " --- |" * len(names)]
+    for fmt, label in (("files", "--format files (npy + manifest)"), ("shards", "--format shards (images stored)")):
+        phases = f[f"{fmt}_phases_ms"]
+        runs = ", ".join(f"{r['s']:.2f}" for r in f[fmt])
+        rows.append(f"| {label} | {f[f'{fmt}_img_s']:.3f} | {runs} | "
+                    f"{statistics.median(r['bytes_per_item'] for r in f[fmt]):,.0f} | "
+                    + " | ".join(f"{phases[k]:.1f}" if k in phases else "-" for k in names) + " |")
+    rows.append(f"ratio shards / files: {f['shards_over_files']:.3f}")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,11 +352,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--formats-reps", type=int, default=1,
+                   help="runs of --format files and --format shards each (0: skip the comparison)")
+    p.add_argument("--profile", default=None, help="write cProfile stats of the last files/shards runs to PATH.<fmt>.prof")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     r = run_benchmark(args.images, args.size, args.preset, args.batch_size, args.workers, args.precision,
-                      args.reps, args.device)
+                      args.reps, args.device, args.formats_reps, Path(args.profile) if args.profile else None)
     print(format_result(r), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1))

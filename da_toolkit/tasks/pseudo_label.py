@@ -130,6 +130,15 @@ class PseudoLabelTask(pl.LightningModule):
             print(f"pseudo-label: {len(self.failures)} item(s) could not be labeled (re-run to retry); "
                   f"{verdict}:\n{lines}")
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Lightning hook: the batch as it is (:func:`run_prepared` moves the stacked images itself).
+
+        Lightning's default walks every element of the batch, and ``bytes`` are sequences: an
+        encoded image of 100 KB stored with its label cost 100,000 Python calls per item (measured
+        in ``benchmarks/bench_pseudo_label.py``, ``docs/scale.md``).
+        """
+        return batch
+
     def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
         """Per item: ``{"id", "image_ref", "disparity": float32 (H,W) numpy}`` (skipped items left out)."""
         from da_toolkit.models.inference_core import align_corners_of, run_prepared

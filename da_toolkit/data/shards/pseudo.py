@@ -31,7 +31,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -96,9 +98,17 @@ class PseudoLabelShardWriter(FinalisingWriter):
         quality: JPEG/WebP quality.
         storage_options: fsspec options of ``root``.
 
+    :meth:`write` checks its arguments and hands the encoding (label compression, image
+    encoding) and the tar append to one background thread, so that they overlap the caller's
+    next batch; at most :attr:`max_pending` items wait. An error of that thread (a full disk)
+    is raised by a later :meth:`write`, :meth:`flush` or :meth:`close`. Durability is unchanged:
+    an item is durable once its shard is finalised.
+
     Raises:
         StoreMismatchError: ``root`` holds shards of another teacher, settings or encoding.
     """
+
+    max_pending: int = 16
 
     def __init__(
         self,
@@ -130,6 +140,11 @@ class PseudoLabelShardWriter(FinalisingWriter):
         self._check_against_existing()
         self._writer = ShardWriter(self.root, shard, maxcount=maxcount, header=self.header, storage_options=self.storage_options)
         self._done = self._writer.done_ids()
+        # one encoder thread: compression (zlib, PNG, JPEG release the GIL) and the tar append
+        # overlap the caller's next batch; the order of samples is the order of write() calls
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pseudo-shards-{shard}")
+        self._pending: deque[Future[None]] = deque()
+        self._closed = False
 
     def _lock(self) -> None:
         if not U.is_local(self.root) or sys.platform == "win32":
@@ -178,41 +193,75 @@ class PseudoLabelShardWriter(FinalisingWriter):
         ref = _canonical(dict(image_ref), "image_ref")
         arr = check_disparity(item_id, disparity)
         info: dict[str, Any] = {"id": item_id, "image_ref": ref, "source": "pseudo_labels"}
+        raw_image: tuple[str, bytes] | None = None
+        if image is not None:
+            if isinstance(image, (bytes, bytearray)):
+                ext = image_format or self.image_format
+                if ext not in IMAGE_EXTS:
+                    raise ValueError(f"image_format of {item_id!r}: {ext!r}, expected one of {IMAGE_EXTS}")
+                raw_image = (ext, bytes(image))
+            else:
+                image = np.asarray(image)
+                if image.shape[:2] != arr.shape:
+                    raise ValueError(f"image of {item_id!r} is {image.shape[:2]} but its disparity is {arr.shape}")
+        self._raise_failed()
+        # the copy: the caller may reuse its buffer while the encoder thread works
+        self._pending.append(self._encoder.submit(self._encode_and_append, item_id, info, arr.copy(), image,
+                                                  raw_image))
+        self._done.add(item_id)
+        while len(self._pending) > self.max_pending:  # bounded memory: wait for the oldest
+            self._pending.popleft().result()
+
+    def _encode_and_append(self, item_id: str, info: dict[str, Any], arr: np.ndarray, image: Any,
+                           raw_image: tuple[str, bytes] | None) -> None:
+        """Encoder thread: compress the label (and image), append the sample to the open shard."""
         if self.header["encoding"] == "png16":
             png, info["disp_range"] = encode_disparity(arr)
             members: dict[str, bytes] = {"disp.png": png}
         else:
             data, info["disp_shape"] = encode_disparity_f16z(arr, self.zlib_level)
             members = {"disp.f16z": data}
-        if image is not None:
-            if isinstance(image, (bytes, bytearray)):
-                ext = image_format or self.image_format
-                if ext not in IMAGE_EXTS:
-                    raise ValueError(f"image_format of {item_id!r}: {ext!r}, expected one of {IMAGE_EXTS}")
-                members[ext] = bytes(image)
-            else:
-                img = np.asarray(image)
-                if img.shape[:2] != arr.shape:
-                    raise ValueError(f"image of {item_id!r} is {img.shape[:2]} but its disparity is {arr.shape}")
-                members[self.image_format] = encode_image(img, self.image_format, self.quality)
+        if raw_image is not None:
+            members[raw_image[0]] = raw_image[1]
+        elif image is not None:
+            members[self.image_format] = encode_image(image, self.image_format, self.quality)
         members["json"] = json.dumps(info, sort_keys=True).encode()
         self._writer.write(item_id, members)
-        self._done.add(item_id)
+
+    def _raise_failed(self) -> None:
+        """Re-raise the error of a finished encoder job (e.g. ``OSError`` of a full disk) in the caller."""
+        while self._pending and self._pending[0].done():
+            self._pending.popleft().result()
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
 
     def flush(self) -> None:
-        """Finish the current (partial) shard now."""
-        self._writer.flush()
+        """Finish the current (partial) shard now (after every item written so far)."""
+        self._drain()
+        self._encoder.submit(self._writer.flush).result()
 
     def close(self) -> None:
         """Finish the last shard and release the lock (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
-            self._writer.close()
+            self._drain()
+            self._encoder.submit(self._writer.close).result()
         finally:
+            self._encoder.shutdown(wait=True)
             self._unlock()
 
     def abort(self) -> None:
         """Drop the unfinished shard (its items are redone on resume) and release the lock."""
-        try:
+        if self._closed:
+            return
+        self._closed = True
+        try:  # the items already handed over are appended (as if written synchronously), errors ignored
+            self._encoder.shutdown(wait=True)
+            self._pending.clear()
             self._writer.abort()
         finally:
             self._unlock()

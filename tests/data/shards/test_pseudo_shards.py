@@ -145,3 +145,32 @@ def test_write_and_read_pseudo_label_shards_on_s3(s3_server):
     again.close()
     ds = PseudoLabelShards("s3://shards/pseudo", storage_options=s3_server)
     assert sorted(s["meta"]["id"] for s in ds) == [f"item{i}" for i in range(8)]
+
+
+def test_the_encoder_thread_keeps_the_callers_values_and_raises_its_errors_in_the_caller(tmp_path, monkeypatch):
+    """write() hands encoding + tar append to a background thread: a reused buffer must not change
+    what is stored, and an error there (a full disk) must reach the caller."""
+    import errno
+
+    from da_toolkit.data.shards.writer import ShardWriter
+
+    buf = _disp(3)
+    with PseudoLabelShardWriter(str(tmp_path / "a"), "rank000", "sha256:t", SETTINGS, maxcount=2,
+                                image_format="png") as w:
+        for i in range(3):
+            buf[:] = _disp(i)
+            w.write(f"item{i}", {"path": f"/x/{i}.png"}, buf, image=np.full((12, 16, 3), i, np.uint8))
+            buf[:] = -1.0  # the caller reuses its buffer at once
+    got = {s["meta"]["id"]: s["depth"] for s in PseudoLabelShards(str(tmp_path / "a"), shuffle=False)}
+    for i in range(3):
+        assert (np.abs(got[f"item{i}"] - _disp(i)) / _disp(i)).max() <= 2.0**-11
+
+    def full(self, item_id, members):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ShardWriter, "write", full)
+    w = PseudoLabelShardWriter(str(tmp_path / "b"), "rank000", "sha256:t", SETTINGS, maxcount=2)
+    w.write("item0", {"path": "/x/0.png"}, _disp(0))
+    with pytest.raises(OSError, match="No space left"):
+        w.flush()
+    w.abort()
