@@ -132,13 +132,18 @@ def _component_class(part: str, class_path: str, where: str) -> type:
 
 
 def resolve_description(description: Mapping[str, Any], where: str = "model") -> dict[str, Any]:
-    """A copy with registered names (``dinov2``, ``DepthModel``) replaced by dotted class paths.
+    """A copy with registered names (``dinov2``, ``DepthModel``) replaced by dotted class paths
+    (and a ``DepthModel``'s ``licence`` / ``origin`` stated, ``None`` when unknown).
 
     A name that two plugins register raises ``PluginConflictError`` naming both.
     """
     desc = check_description(description, where)
     if desc["class_path"] in ("DepthModel", DEPTH_MODEL_CLASS_PATH):
         desc["class_path"] = DEPTH_MODEL_CLASS_PATH
+        # stated even when unknown, so that a model given later in a config replaces a preset's
+        # licence instead of inheriting it through jsonargparse's merge of init_args
+        for key in ("licence", "origin"):
+            desc["init_args"].setdefault(key, None)
     for part in ("encoder", "decoder"):
         comp = desc["init_args"][part]
         cls = _component_class(part, comp["class_path"], where)
