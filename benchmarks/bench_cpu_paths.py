@@ -19,11 +19,19 @@ Candidates (every one is reported, also where it loses or fails):
 * ``onnxruntime fp32``: our ONNX export (``da_toolkit.inference.export.export_onnx``);
 * ``onnxruntime int8 dynamic``: ``onnxruntime.quantization.quantize_dynamic`` of that file
   (QInt8 weights of MatMul/Gemm);
+* ``bf16-true + compile max-autotune``: ``torch.compile(mode="max-autotune-no-cudagraphs")``
+  (opt-in: only with ``--only``, its GEMM autotuning takes many minutes on a small machine);
+* ``onnxruntime int8 static (QDQ)``: ``onnxruntime.quantization.quantize_static`` of our export
+  (per-channel int8 weights, uint8 activations calibrated on two inputs drawn like the timed ones);
 * thread settings: the best torch path at 1 thread vs the default;
 * channels-last for a CNN encoder: a ConvNeXt-T + DPT model (random weights), fp32 and bf16,
   contiguous vs channels-last (compared with itself; transformers has no such model).
 
-Run: ``python benchmarks/bench_cpu_paths.py [--size 518 --images 2 --reps 2]``; ``--quick`` for a tiny
+``--profile`` adds where the time goes: this machine's matmul peak (fp32, bf16) and, for
+transformers fp32, torch fp32 and torch bf16-true, the FLOPs per image, GFLOP/s reached and the
+share of CPU time in matmul/convolution/attention kernels.
+
+Run: ``python benchmarks/bench_cpu_paths.py [--size 518 --images 2 --reps 2] [--profile]``; ``--quick`` for a tiny
 smoke run (tiny preset with 4 blocks at 56x56; the transformers baseline is then that tiny model).
 """
 
@@ -89,6 +97,45 @@ def bf16_attention() -> Iterator[None]:
         yield
     finally:
         dinov2.F = saved
+
+
+#: candidates run only when named in ``--only`` (minutes of compilation on a small machine)
+OPT_IN = frozenset({"torch bf16-true + compile max-autotune"})
+
+#: matrix-multiply ops of the profile (everything else is "other")
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::convolution",
+              "aten::_scaled_dot_product_flash_attention_for_cpu", "aten::scaled_dot_product_attention",
+              "aten::mkldnn_convolution", "aten::_convolution", "aten::conv2d", "aten::baddbmm")
+
+
+def matmul_peak_gflops(dtype: torch.dtype, n: int = 1024, reps: int = 5) -> float:
+    """Best-of-``reps`` GFLOP/s of an ``n x n`` matmul in ``dtype`` at the current thread count
+    (in CPU seconds: robust to other jobs)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    best = min(time_cpu(lambda: a @ b, 1)[0] for _ in range(reps))
+    return 2 * n**3 / best / 1e9
+
+
+def profile_path(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> dict[str, float]:
+    """FLOPs of one call (``torch.utils.flop_counter``) and the share of the CPU time spent in
+    matrix-multiply/convolution/attention kernels (``torch.profiler``, self CPU time, top level)."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            fn(x)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn(x)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    mm = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS or "gemm" in e.key.lower()
+             or "mkldnn" in e.key or "conv" in e.key)
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:6]
+    return {"gflop": counter.get_total_flops() / 1e9, "matmul_share": mm / total if total else float("nan"),
+            "top_ops": [(e.key, e.self_cpu_time_total / total) for e in top]}
 
 
 def build(preset: str | dict[str, Any], workdir: Path) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -168,7 +215,37 @@ def candidates(ours: torch.nn.Module, workdir: Path, size: int) -> dict[str, Cal
             quantize_dynamic(str(onnx_path()), str(q), weight_type=QuantType.QInt8)
         return ort_session(q)
 
+    def bf16_autotuned() -> Callable[[torch.Tensor], torch.Tensor]:
+        m = copy.deepcopy(ours).to(torch.bfloat16)
+        fn = torch.compile(m, dynamic=False, mode="max-autotune-no-cudagraphs", options={"freezing": True})
+        return lambda x: fn(x.bfloat16())
+
+    def ort_int8_static() -> Callable[[torch.Tensor], torch.Tensor]:
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+        class _Calibration(CalibrationDataReader):
+            """Two inputs drawn like the timed ones (another seed) for the activation ranges."""
+
+            def __init__(self, name: str) -> None:
+                g = torch.Generator().manual_seed(2)
+                self.items = iter([{name: torch.rand(1, 3, size, size, generator=g).numpy()} for _ in range(2)])
+
+            def get_next(self) -> dict[str, Any] | None:
+                return next(self.items, None)
+
+        import onnxruntime as ort
+
+        src = onnx_path()
+        q = workdir / "model.int8s.onnx"
+        if not q.exists():
+            name = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+            quantize_static(str(src), str(q), _Calibration(name), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=["MatMul", "Gemm", "Conv"])
+        return ort_session(q)
+
     return {"torch fp32": fp32, "torch bf16-true": bf16_true, "torch bf16-true + compile": bf16_compiled,
+            "torch bf16-true + compile max-autotune": bf16_autotuned, "onnxruntime int8 static (QDQ)": ort_int8_static,
             "torch bf16-mixed": bf16_mixed,
             "torch int8 dynamic (linear)": int8_dynamic, "torch fp32 + bf16 attention": attn_bf16,
             "onnxruntime fp32": ort_fp32, "onnxruntime int8 dynamic": ort_int8}
@@ -200,7 +277,7 @@ def cnn_channels_last(size: int, images: int, bs: int, reps: int, variant: str) 
 
 
 def run_benchmark(preset: str | dict[str, Any], size: int, images: int, bs: int, reps: int, cnn_variant: str | None,
-                  only: list[str] | None = None) -> dict[str, Any]:
+                  only: list[str] | None = None, profile: bool = False) -> dict[str, Any]:
     res: dict[str, Any] = {"preset": preset if isinstance(preset, str) else "tiny (4 blocks)", "size": size, "images": images, "batch_size": bs, "reps": reps,
                            "threads": torch.get_num_threads(), "cores": os.cpu_count(),
                            "load_before": load_average()}
@@ -217,8 +294,11 @@ def run_benchmark(preset: str | dict[str, Any], size: int, images: int, bs: int,
         baseb_cpu, baseb_wall, _ = time_cpu(batched(hf_fwd, x, bs), reps)
         res["baseline_batch1"] = {"cpu_s_per_image": base1_cpu / images, "wall_s_per_image": base1_wall / images}
         res["baseline_batched"] = {"cpu_s_per_image": baseb_cpu / images, "wall_s_per_image": baseb_wall / images}
+        if profile:
+            res["profile"] = where_the_time_goes(ours, hf_fwd, x[:bs], Path(tmp), size)
+            print(format_profile(res["profile"]), flush=True)
         for name, factory in candidates(ours, Path(tmp), size).items():
-            if only and name not in only:
+            if (only and name not in only) or (not only and name in OPT_IN):
                 continue
             row: dict[str, Any] = {"name": f"{name} (batch {bs})"}
             try:
@@ -261,6 +341,36 @@ def run_benchmark(preset: str | dict[str, Any], size: int, images: int, bs: int,
     res["candidates"] = rows
     res["load_after"] = load_average()
     return res
+
+
+def where_the_time_goes(ours: torch.nn.Module, hf_fwd: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                        workdir: Path, size: int) -> dict[str, Any]:
+    """This machine's matmul peak (fp32, bf16) at the current thread count, and per path the FLOPs
+    per image, the CPU seconds per image, the GFLOP/s reached and the share in matmul kernels."""
+    out: dict[str, Any] = {"peak_gflops": {"fp32": matmul_peak_gflops(torch.float32),
+                                           "bf16": matmul_peak_gflops(torch.bfloat16)}, "paths": {}}
+    made = candidates(ours, workdir, size)
+    for name, fn, dtype in (("transformers fp32", hf_fwd, "fp32"), ("torch fp32", made["torch fp32"](), "fp32"),
+                            ("torch bf16-true", made["torch bf16-true"](), "bf16")):
+        cpu, _, _ = time_cpu(batched(fn, x, len(x)), 2)
+        prof = profile_path(fn, x)
+        gflop = prof["gflop"] / len(x)
+        out["paths"][name] = {**prof, "gflop_per_image": gflop, "cpu_s_per_image": cpu / len(x),
+                              "gflops": gflop / (cpu / len(x)), "peak": dtype}
+    return out
+
+
+def format_profile(prof: dict[str, Any]) -> str:
+    peak = prof["peak_gflops"]
+    lines = [f"matmul peak ({torch.get_num_threads()} threads, 1024x1024, CPU s): fp32 {peak['fp32']:.1f} GFLOP/s, "
+             f"bf16 {peak['bf16']:.1f} GFLOP/s",
+             "| path | GFLOP/image | CPU s/image | GFLOP/s | % of the matmul peak | time in matmul/conv/attention |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, r in prof["paths"].items():
+        lines.append(f"| {name} | {r['gflop_per_image']:.1f} | {r['cpu_s_per_image']:.3f} | {r['gflops']:.1f} | "
+                     f"{100 * r['gflops'] / peak[r['peak']]:.0f} % | {100 * r['matmul_share']:.0f} % |")
+        lines.append("  top ops: " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in r["top_ops"]))
+    return "\n".join(lines)
 
 
 def _row_text(r: dict[str, Any], res: dict[str, Any] | None) -> str:
@@ -306,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", default=None, help="subset of candidate names")
     p.add_argument("--quick", action="store_true", help="tiny preset at 56x56, ConvNeXt-atto (smoke run)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--profile", action="store_true",
+                   help="also the matmul peak and where the time goes (FLOPs, GFLOP/s, share in matmul kernels)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -313,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.preset, args.size, args.cnn_variant = TINY_HF, 56, "atto"
     res = run_benchmark(args.preset, args.size, args.images, args.batch_size, args.reps, args.cnn_variant or None,
-                        args.only)
+                        args.only, profile=args.profile)
     print(format_result(res), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
