@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablation")
     parser.add_argument("--tiny", action="store_true", help="seconds-scale smoke settings (mechanics only)")
     parser.add_argument("--json", type=Path, default=None, help="write per-seed results and the summary here")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=JSON",
+                        help="an extra pipeline override (dotted key = JSON value), repeatable")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at the same time (each its own process)")
     parser.add_argument("--tune", action="store_true",
                         help=f"train the TUNE_CANDIDATES student variants and evaluate on {TUNE_SET} only")
@@ -216,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.tiny:
             extra.update({f"stages.{name}.config.trainer.max_steps": 3 for name in TUNE_CANDIDATES})
             extra["stages.pseudo_labels_2048.config.data.sources.0.init_args.length"] = 16
+    for item in args.sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=JSON")
+        extra[key] = json.loads(value)
     start = time.monotonic()
     if args.jobs > 1:  # seeds are independent runs: several at once on a machine with spare cores
         from concurrent.futures import ThreadPoolExecutor
