@@ -7,9 +7,9 @@ plugin registers the toolkit's own classes through the same hooks as third-party
 This module names classes of every component package (models, data, losses, perturbations,
 metrics, inference), so it sits at the top of the package, beside the tasks: nothing but the CLI
 imports it. The plugin manager (:mod:`da_toolkit.plugins`, below every component package) loads it
-by name, like any other plugin. Base classes and built-in classes are imported when their kind
-is collected, not when this module is imported: looking up an encoder does not import the
-metrics (torchmetrics) or the writers (Lightning).
+by name, like any other plugin. It registers its classes as references (:data:`BUILTIN_CLASSES`):
+a class, and the base class of its kind, are imported when the class is first used, so listing
+the components (``da-toolkit plugins``) imports neither torch, torchmetrics nor Lightning.
 """
 
 from __future__ import annotations
@@ -88,58 +88,106 @@ KINDS: tuple[Kind, ...] = (
 )
 
 
+#: The toolkit's own components, by kind: name -> ``"module:ClassName"``. References, not classes:
+#: listing or looking up names imports nothing (``da-toolkit plugins`` imports neither torch nor
+#: Lightning); a class is imported when it is used. Each package's ``BUILTIN_*`` mapping
+#: (``da_toolkit.losses.BUILTIN_LOSSES``...) names the same classes (a test keeps them equal).
+BUILTIN_CLASSES: dict[str, dict[str, str | type]] = {
+    "encoders": {
+        "dinov2": "da_toolkit.models.encoders.dinov2:DINOv2Encoder",
+        "timm": "da_toolkit.models.encoders.timm_encoder:TimmEncoder",
+        "convnext": "da_toolkit.models.encoders.timm_encoder:ConvNeXtEncoder",
+        "smp_encoder": "da_toolkit.models.encoders.smp_encoder:SmpEncoder",
+    },
+    "decoders": {
+        "dpt": "da_toolkit.models.decoders.dpt:DPTDecoder",
+        "smp_decoder": "da_toolkit.models.decoders.smp_decoder:SmpDecoder",
+    },
+    "perturbations": {
+        "color_jitter": "da_toolkit.perturb.colour:ColorJitter",
+        "grayscale": "da_toolkit.perturb.colour:RandomGrayscale",
+        "gaussian_blur": "da_toolkit.perturb.colour:GaussianBlur",
+        "photometric_sequence": "da_toolkit.perturb.compose:PhotometricSequence",
+        "strong_photometric": "da_toolkit.perturb.compose:StrongPhotometric",
+        "cutmix": "da_toolkit.perturb.cutmix:CutMix",
+    },
+    "losses": {
+        "affine_invariant": "da_toolkit.losses.affine_invariant:AffineInvariantLoss",
+        "gradient_matching": "da_toolkit.losses.gradient_matching:GradientMatchingLoss",
+        "cutmix_affine_invariant": "da_toolkit.losses.cutmix:CutMixAffineInvariantLoss",
+        "cutmix_region": "da_toolkit.losses.cutmix:CutMixRegionLoss",
+        "feature_alignment": "da_toolkit.losses.feature_alignment:FeatureAlignmentLoss",
+        "segmentation": "da_toolkit.losses.segmentation:SegmentationLoss",
+        "segmentation_head": "da_toolkit.losses.segmentation:SegmentationHead",
+        "silog": "da_toolkit.losses.silog:SiLogLoss",
+        "weighted": "da_toolkit.losses.combined:WeightedLosses",
+    },
+    "datasources": {
+        "synthetic": "da_toolkit.data.sources.synthetic:SyntheticScenes",
+        "image_folder": "da_toolkit.data.sources.folders:ImageFolder",
+        "paired_folder": "da_toolkit.data.sources.folders:PairedFolder",
+        "nyuv2": "da_toolkit.data.sources.nyu:NYUv2",
+        "kitti": "da_toolkit.data.sources.kitti:KITTIDepth",
+        "diode": "da_toolkit.data.sources.diode:DIODE",
+        "sintel": "da_toolkit.data.sources.sintel:Sintel",
+        "eth3d": "da_toolkit.data.sources.eth3d:ETH3D",
+        "hypersim": "da_toolkit.data.sources.hypersim:Hypersim",
+        "vkitti2": "da_toolkit.data.sources.vkitti2:VirtualKITTI2",
+        "pseudo_labels": "da_toolkit.data.sources.pseudo:PseudoLabelSource",
+        "sharded_images": "da_toolkit.data.shards.sources:ShardedImages",
+        "sharded_rgbd": "da_toolkit.data.shards.sources:ShardedRGBD",
+        "pseudo_label_shards": "da_toolkit.data.shards.pseudo:PseudoLabelShards",
+    },
+    "metrics": {
+        "depth_metrics": "da_toolkit.metrics.depth_metrics:DepthMetrics",
+    },
+    "writers": {
+        "npy": "da_toolkit.inference.writers:NpyWriter",
+        "png16": "da_toolkit.inference.writers:Png16Writer",
+        "colormap": "da_toolkit.inference.writers:ColormapWriter",
+        "ply": "da_toolkit.inference.writers:PlyWriter",
+        "video": "da_toolkit.inference.video:DepthVideoWriter",
+    },
+}
+
+
 @hookimpl
-def da_toolkit_encoders() -> dict[str, type]:
+def da_toolkit_encoders() -> dict[str, str | type]:
     """The built-in encoders (``dinov2``, ``timm``, ``convnext``, ...)."""
-    from da_toolkit.models.encoders import BUILTIN_ENCODERS
-
-    return dict(BUILTIN_ENCODERS)
+    return dict(BUILTIN_CLASSES["encoders"])
 
 
 @hookimpl
-def da_toolkit_decoders() -> dict[str, type]:
+def da_toolkit_decoders() -> dict[str, str | type]:
     """The built-in decoders (``dpt``, ...)."""
-    from da_toolkit.models.decoders import BUILTIN_DECODERS
-
-    return dict(BUILTIN_DECODERS)
+    return dict(BUILTIN_CLASSES["decoders"])
 
 
 @hookimpl
-def da_toolkit_perturbations() -> dict[str, type]:
+def da_toolkit_perturbations() -> dict[str, str | type]:
     """The built-in perturbations (photometric ones and CutMix)."""
-    from da_toolkit.perturb import BUILTIN_PERTURBATIONS
-
-    return dict(BUILTIN_PERTURBATIONS)
+    return dict(BUILTIN_CLASSES["perturbations"])
 
 
 @hookimpl
-def da_toolkit_losses() -> dict[str, type]:
+def da_toolkit_losses() -> dict[str, str | type]:
     """The built-in losses."""
-    from da_toolkit.losses import BUILTIN_LOSSES
-
-    return dict(BUILTIN_LOSSES)
+    return dict(BUILTIN_CLASSES["losses"])
 
 
 @hookimpl
-def da_toolkit_datasources() -> dict[str, type]:
+def da_toolkit_datasources() -> dict[str, str | type]:
     """The built-in data sources (datasets, folders, synthetic scenes; streaming shards)."""
-    from da_toolkit.data.shards import BUILTIN_SHARD_SOURCES
-    from da_toolkit.data.sources import BUILTIN_DATASOURCES
-
-    return {**BUILTIN_DATASOURCES, **BUILTIN_SHARD_SOURCES}
+    return dict(BUILTIN_CLASSES["datasources"])
 
 
 @hookimpl
-def da_toolkit_metrics() -> dict[str, type]:
+def da_toolkit_metrics() -> dict[str, str | type]:
     """The built-in metrics."""
-    from da_toolkit.metrics import BUILTIN_METRICS
-
-    return dict(BUILTIN_METRICS)
+    return dict(BUILTIN_CLASSES["metrics"])
 
 
 @hookimpl
-def da_toolkit_writers() -> dict[str, type]:
+def da_toolkit_writers() -> dict[str, str | type]:
     """The built-in prediction writers (output formats of ``da-toolkit predict``)."""
-    from da_toolkit.inference.writers import BUILTIN_WRITERS
-
-    return dict(BUILTIN_WRITERS)
+    return dict(BUILTIN_CLASSES["writers"])

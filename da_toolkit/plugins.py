@@ -18,6 +18,13 @@ Environment variables (read each time a plugin manager is built):
 * ``DA_TOOLKIT_PLUGINS=pkg.module,other.module``: import these modules as plugins, even when
   autoload is disabled (like ``PYTEST_PLUGINS``).
 
+A hook maps names to classes, or to class references ``"package.module:ClassName"`` (like an
+entry point): a referenced class is imported when it is first used (``Component.cls``), so
+listing or looking up names imports nothing (``da-toolkit plugins`` does not import torch,
+Lightning or torchmetrics; the built-in plugin registers references). A reference that cannot be
+imported, or whose class is not of the right base, raises :class:`PluginError` naming the plugin
+when used (``da-toolkit plugins --strict`` imports them all and lists such failures).
+
 Nothing a plugin does can break the toolkit: a plugin that fails to import, that pluggy refuses
 (bad hook signature), whose hook raises or returns something else than a mapping, or that
 registers a value that is not a class of the right base is recorded in :attr:`Registry.failures`
@@ -31,6 +38,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -67,18 +75,63 @@ class UnknownComponentError(PluginError, KeyError):
 
 @dataclass(frozen=True)
 class Component:
-    """One registered component: ``cls`` registered as ``name`` in ``kind`` by ``plugin``."""
+    """One registered component: ``target`` registered as ``name`` in ``kind`` by ``plugin``.
+
+    ``target`` is the class, or a reference ``"package.module:ClassName"`` imported by :attr:`cls`.
+    """
 
     kind: str
     name: str
-    cls: type
+    target: type | str
     plugin: str
     distribution: str | None
 
     @property
     def class_path(self) -> str:
-        """Import path of the class (``module.QualName``), as used by recipes' ``class_path``."""
-        return f"{self.cls.__module__}.{self.cls.__qualname__}"
+        """Import path of the class (``module.QualName``), as used by recipes' ``class_path``;
+        a reference is not imported for this."""
+        if isinstance(self.target, str):
+            return self.target.replace(":", ".")
+        return f"{self.target.__module__}.{self.target.__qualname__}"
+
+    @property
+    def cls(self) -> type:
+        """The class (a reference is imported and checked against the kind's base on first use).
+
+        Raises:
+            PluginError: the reference cannot be imported or is not a class of the right base.
+        """
+        if isinstance(self.target, type):
+            return self.target
+        return _import_reference(self.kind, self.name, self.target, self.plugin)
+
+
+_REFERENCE_FORM = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def _import_reference(kind: str, name: str, ref: str, plugin: str) -> type:
+    """The class a ``"module:QualName"`` reference names, checked against ``kind``'s base (cached)."""
+    key = (kind, ref)
+    found = _IMPORTED.get(key)
+    if found is not None:
+        return found
+    module, _, qualname = ref.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # noqa: BLE001 - any import error of a plugin's module
+        raise PluginError(f"{kind} {name!r} of plugin {plugin!r}: cannot import {ref} ({_error_text(exc)})") from None
+    base = next(k.base for k in kinds_table() if k.name == kind)
+    problem = _check_component(kind, base, name, obj)
+    if problem is not None:
+        raise PluginError(f"plugin {plugin!r}: {problem}")
+    _IMPORTED[key] = obj
+    return obj
+
+
+#: imported references: ``(kind, "module:QualName") -> class``
+_IMPORTED: dict[tuple[str, str], type] = {}
 
 
 @dataclass(frozen=True)
@@ -178,9 +231,12 @@ class Registry:
                 fail(f"must return a mapping name -> class, got {type(mapping).__name__}")
                 continue
             for name, cls in mapping.items():
-                if base is None:  # after the first hook ran: the base's module is imported by now
-                    base = kind.base
-                problem = _check_component(kind.name, base, name, cls)
+                if isinstance(cls, str):  # a reference: checked when first used (nothing imported now)
+                    problem = _check_reference(kind.name, name, cls)
+                else:
+                    if base is None:  # after the first hook ran: the base's module is imported by now
+                        base = kind.base
+                    problem = _check_component(kind.name, base, name, cls)
                 if problem is not None:
                     fail(problem, name)
                     continue
@@ -188,7 +244,7 @@ class Registry:
                 first = comps.get(name)
                 if first is None:
                     comps[name] = comp
-                elif first.cls is not cls or first.plugin != plugin:
+                elif first.class_path != comp.class_path or first.plugin != plugin:
                     self.conflicts.setdefault((kind.name, name), [first]).append(comp)
                     fail(
                         f"{kind.name} name {name!r} is registered by both "
@@ -240,7 +296,8 @@ class Registry:
         """
         comps = self.kind(kind)
         names = sorted(comps)
-        candidates = names + (sorted({c.cls.__name__ for c in comps.values()} - set(names)) if class_names else [])
+        bare = {c.class_path.rsplit(".", 1)[-1] for c in comps.values()}
+        candidates = names + (sorted(bare - set(names)) if class_names else [])
         close = difflib.get_close_matches(name, candidates, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         broken = [
@@ -263,26 +320,46 @@ class Registry:
             PluginConflictError: the name is a conflict in some kind, or different kinds
                 register different classes under it (the message names the plugins).
         """
+        comp = self.resolve_component(name)
+        return comp.cls if comp is not None else None
+
+    def resolve_component(self, name: str) -> Component | None:
+        """:meth:`resolve` without importing the class: its registration (``class_path`` is known)."""
         self.collect()
         found = [(kind, comps[name]) for kind, comps in sorted(self.components.items()) if name in comps]
         for kind, _ in found:
             if (kind, name) in self.conflicts:
                 self.get(kind, name)  # raises, naming both plugins
-        classes = {comp.cls for _, comp in found}
+        classes = {comp.class_path for _, comp in found}
         if len(classes) > 1:
             owners = ", ".join(f"{kind} ({_origin(c.plugin, c.distribution)})" for kind, c in found)
             raise PluginConflictError(
                 f"component name {name!r} is registered in several kinds with different classes: "
                 f"{owners}; use the dotted class path instead"
             )
-        return found[0][1].cls if found else None
+        return found[0][1] if found else None
+
+    def import_all(self) -> list[PluginFailure]:
+        """Import every referenced class of the collected kinds; the references that fail are
+        recorded in :attr:`failures` (and returned), and their names dropped."""
+        new: list[PluginFailure] = []
+        for kind, comps in self.components.items():
+            for name, comp in list(comps.items()):
+                try:
+                    _ = comp.cls
+                except PluginError as exc:
+                    new.append(PluginFailure(comp.plugin, comp.distribution, str(exc), kind, name))
+                    del comps[name]
+        self.failures.extend(new)
+        return new
 
     def find_class(self, cls: type) -> Component | None:
         """The (first) registration of a class in any kind, if any (collects every kind)."""
         self.collect()
+        path = f"{cls.__module__}.{cls.__qualname__}"
         for comps in self.components.values():
             for comp in comps.values():
-                if comp.cls is cls:
+                if comp.class_path == path and comp.cls is cls:
                     return comp
         return None
 
@@ -438,6 +515,15 @@ def _check_component(kind: str, base: type, name: object, cls: object) -> str | 
         return f"{kind} {name!r} must be a class, got {type(cls).__name__} {cls!r}"
     if not issubclass(cls, base):
         return f"{kind} {name!r}: class {cls.__module__}.{cls.__qualname__} must subclass {public_path(base)}"
+    return None
+
+
+def _check_reference(kind: str, name: object, ref: str) -> str | None:
+    """Why ``name -> "module:QualName"`` cannot be registered in ``kind`` (its form only), or None."""
+    if not isinstance(name, str) or not name:
+        return f"component names must be non-empty strings, got {name!r}"
+    if not _REFERENCE_FORM.fullmatch(ref):
+        return f"{kind} {name!r}: a class reference must read 'package.module:ClassName', got {ref!r}"
     return None
 
 

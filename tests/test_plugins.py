@@ -221,12 +221,45 @@ def test_builtin_components_all_registered_without_failures() -> None:
         assert set(got) == set(expected), kind
         for name, comp in got.items():
             assert comp.cls is expected[name]
+            assert comp.class_path == f"{expected[name].__module__}.{expected[name].__qualname__}"  # the defining module
             assert (comp.plugin, comp.distribution) == ("builtin", "da-toolkit")
 
 
+def test_a_class_reference_is_imported_when_first_used_and_checked_then() -> None:
+    plug = make_plugin(losses={"ref_loss": f"{__name__}:TinyLoss", "wrong_base": f"{__name__}:FakeEntryPoint",
+                               "missing": "no_such_module_xyz:Loss", "bad_form": "not a reference"})
+    reg = build_registry(entry_points=[FakeEntryPoint("refs", plug)])
+    comps = reg.kind("losses")
+    assert comps["ref_loss"].class_path == f"{__name__}.TinyLoss" and comps["ref_loss"].cls is TinyLoss
+    assert "bad_form" not in comps
+    assert any("'package.module:ClassName'" in f.error for f in plugin_failures(reg))
+    with pytest.raises(plugins.PluginError, match="'refs'.*no_such_module_xyz"):
+        reg.get("losses", "missing")
+    with pytest.raises(plugins.PluginError, match="must subclass torch.nn.Module"):
+        _ = comps["wrong_base"].cls
+    failed = reg.import_all()  # `da-toolkit plugins --strict`
+    assert {f.component for f in failed} == {"missing", "wrong_base"} and "missing" not in reg.kind("losses")
+
+
+def test_listing_every_kind_imports_neither_torch_nor_lightning() -> None:
+    """`da-toolkit plugins` (issue 14.8): the built-in plugin registers references, so the full
+    listing imports no heavy package (it took 5-9 s, mostly torchmetrics and Lightning)."""
+    code = ("import sys, io, contextlib\n"
+            "from da_toolkit.cli.plugins import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    main([])\n"
+            "assert 'depth_metrics' in out.getvalue() and 'npy' in out.getvalue()\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'lightning', 'torchmetrics', 'torchvision', 'timm', 'numpy'))\n"
+            "print(heavy)\n")
+    env = {k: v for k, v in os.environ.items() if k not in (plugins.EXTRA_ENV,)}
+    env[plugins.AUTOLOAD_ENV] = "1"  # only the built-in plugin: installed test plugins may import torch
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_builtin_mapping_flows_through_the_hook(monkeypatch: pytest.MonkeyPatch) -> None:
-    losses = importlib.import_module("da_toolkit.losses")
-    monkeypatch.setitem(losses.BUILTIN_LOSSES, "zz_test_loss", TinyLoss)
+    monkeypatch.setitem(builtin.BUILTIN_CLASSES["losses"], "zz_test_loss", TinyLoss)
     reg = build_registry(entry_points=[])
     assert reg.get("losses", "zz_test_loss") is TinyLoss
     assert reg.kind("losses")["zz_test_loss"].plugin == "builtin"
@@ -460,8 +493,7 @@ def test_name_registered_twice_names_both_plugins_and_rest_works() -> None:
 
 
 def test_clash_with_builtin_name_is_an_error_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    losses = importlib.import_module("da_toolkit.losses")
-    monkeypatch.setitem(losses.BUILTIN_LOSSES, "zz_clash", TinyLoss)
+    monkeypatch.setitem(builtin.BUILTIN_CLASSES["losses"], "zz_clash", TinyLoss)
     other = type("OtherLoss", (TinyLoss,), {})
     reg = build_registry(entry_points=[FakeEntryPoint("thief", make_plugin(losses={"zz_clash": other}))])
     with pytest.raises(PluginConflictError, match="'builtin'.*'thief'"):

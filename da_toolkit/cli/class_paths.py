@@ -73,14 +73,16 @@ def known_class_names() -> dict[str, type]:
     return names
 
 
-def registered_names() -> dict[str, type]:
-    """Registered component name -> class over every kind of the plugin registry."""
+def registered_names() -> dict[str, str]:
+    """Registered component name -> dotted class path over every kind of the plugin registry
+    (nothing is imported)."""
     from da_toolkit.plugins import get_registry
 
-    out: dict[str, type] = {}
-    for comps in get_registry().components.values():
+    registry = get_registry()
+    out: dict[str, str] = {}
+    for comps in registry.components.values():
         for name, comp in comps.items():
-            out.setdefault(name, comp.cls)
+            out.setdefault(name, comp.class_path)
     return out
 
 
@@ -168,11 +170,11 @@ def resolve_class_path(value: str, where: str) -> str:
     from da_toolkit.plugins import PluginConflictError, get_registry
 
     try:
-        cls = get_registry().resolve(value)
+        comp = get_registry().resolve_component(value)
     except PluginConflictError as exc:  # two plugins claim the name: say which, never pick one
         raise UnknownClassPathError(f"{where}: {exc}") from None
-    if cls is not None:
-        return f"{cls.__module__}.{cls.__qualname__}"
+    if comp is not None:
+        return comp.class_path  # not imported here: jsonargparse imports it when it parses
     registered = registered_names()
     if "." in value:
         if _importable(value):
@@ -183,7 +185,7 @@ def resolve_class_path(value: str, where: str) -> str:
             hint = _close(attr, [n for n in dir(mod) if not n.startswith("_")])
             raise UnknownClassPathError(f"{where}: module {module!r} has no class {attr!r}{hint}")
         except ImportError as exc:
-            dotted = [f"{c.__module__}.{c.__qualname__}" for c in registered.values()]
+            dotted = list(registered.values())
             raise UnknownClassPathError(
                 f"{where}: cannot import {value!r} ({exc}){_close(value, dotted + list(registered))}"
             ) from None

@@ -105,11 +105,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument(
         "--strict", action="store_true",
-        help="exit with status 1 if any plugin failed or clashed (with --kind: failed to load, or in that kind; "
-        "only that kind's hooks run)"
+        help="import every listed class (classes registered as 'module:Class' references are otherwise imported "
+        "when first used) and exit with status 1 if any plugin failed or clashed (with --kind: failed to load, or in "
+        "that kind; only that kind's hooks run)"
     )
     args = parser.parse_args(argv)
     registry = get_registry(kinds=None if args.kind is None else [args.kind])
+    if args.strict:  # import every class registered by reference (a broken one is a failure)
+        registry.import_all()
     if args.json:
         print(json.dumps(registry_as_dict(registry, args.kind), indent=2))
     else:
