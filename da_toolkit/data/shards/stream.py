@@ -105,12 +105,12 @@ def _members(url: str, storage_options: Mapping[str, Any] | None) -> Iterator[tu
     Keys and extensions follow WebDataset (``dir/key.ext.ext2`` -> ``("dir/key", "ext.ext2")``,
     extension lower-cased; ``__...__`` metadata and non-regular members skipped). ``read()``
     returns the member's bytes; a member that is not read costs its header only: local shards
-    are opened seekable (``tarfile`` ``r:*``) and skipped members are seeked over, other URLs are
-    streamed (``r|*``) and skipped members pass without a copy into Python objects.
+    are opened seekable (``tarfile`` ``r:*``) and skipped members are seeked over; other URLs are
+    streamed (``r|*``) and skipped members are not extracted (their bytes still pass the stream).
     """
     seekable = U.is_local(url)
-    with U.open_url(url, "rb", storage_options) as handle:
-        tar = tarfile.open(fileobj=handle, mode="r:*" if seekable else "r|*")
+    with U.open_url(url, "rb", storage_options) as handle, \
+            tarfile.open(fileobj=handle, mode="r:*" if seekable else "r|*") as tar:
         while (info := tar.next()) is not None:
             tar.members = []  # tarfile keeps every header otherwise
             if not info.isreg() or _META.match(info.name):
