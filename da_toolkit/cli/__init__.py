@@ -5,7 +5,12 @@ Every subcommand is one row of :data:`COMMANDS`: ``name -> "module:function"``, 
 The modules of this package:
 
 * :mod:`~da_toolkit.cli.lightning_cli` - ``fit``/``validate``/``test``/``predict`` (LightningCLI),
-  short forms of models and registered names expanded before parsing;
+  short forms of models and registered names expanded before parsing; it imports Lightning only
+  after the checks that need no parsing (:mod:`~da_toolkit.cli.depth_cli` holds the LightningCLI
+  class), so those errors and ``da-toolkit plugins`` start in well under a second;
+* :mod:`~da_toolkit.cli.recipe_errors` - refused config values as one line (file, key, expected,
+  got); :mod:`~da_toolkit.cli.checks` - checks of a parsed config; :mod:`~da_toolkit.cli.config_files`
+  - reading ``--config`` files;
 * :mod:`~da_toolkit.cli.class_paths` - registered / bare class names -> dotted class paths;
 * :mod:`~da_toolkit.cli.plugins`, :mod:`~da_toolkit.cli.convert`, :mod:`~da_toolkit.cli.export`,
   :mod:`~da_toolkit.cli.pseudo_label`, :mod:`~da_toolkit.cli.pipeline` - the other commands;

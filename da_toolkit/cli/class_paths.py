@@ -165,6 +165,53 @@ def unknown_name_hint(value: str, where: str) -> str:
     return f": not a registered component name nor an imported class{hint}"
 
 
+#: the only classes jsonargparse can see in a run (the toolkit's, torch's, Lightning's, webdataset's)
+#: whose names start with a lower-case letter; a test keeps this true
+LOWERCASE_CLASS_NAMES = frozenset({"repeatedly", "with_epoch", "with_length"})
+
+
+def misspelled_registered_name(value: str, where: str) -> UnknownClassPathError | None:
+    """The error for a ``class_path`` that can only be a misspelled registered name, found
+    without importing any component, or ``None``.
+
+    That is a bare name starting with a lower-case letter (``affine_invariantt``), under a key of a
+    component kind (``labeled_loss``, ``encoder``, ``labeled``...), that no plugin registers: the
+    classes jsonargparse resolves by bare name start with a capital letter (but
+    :data:`LOWERCASE_CLASS_NAMES`), so the full check would refuse it too - after importing
+    Lightning (5-30 s). The message is the full check's.
+    """
+    from da_toolkit.plugins import PluginConflictError, get_registry, kind_names
+
+    if "." in value or not value[:1].islower() or value in LOWERCASE_CLASS_NAMES:
+        return None
+    if expected_kind(where) not in kind_names():
+        return None
+    try:
+        if get_registry().resolve_component(value) is not None:
+            return None
+    except PluginConflictError:
+        return None  # the full check names both plugins
+    return UnknownClassPathError(
+        f"{where}: unknown class_path {value!r}{unknown_name_hint(value, where)} (see `da-toolkit plugins`)"
+    )
+
+
+def precheck_config(obj: Any, where: str = "config") -> None:
+    """Raise :func:`misspelled_registered_name`'s error for the first such ``class_path`` of a loaded config."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            path = f"{where}.{key}"
+            if key == "class_path" and isinstance(value, str):
+                error = misspelled_registered_name(value, path)
+                if error is not None:
+                    raise error
+            else:
+                precheck_config(value, path)
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            precheck_config(value, f"{where}[{i}]")
+
+
 def resolve_class_path(value: str, where: str) -> str:
     """The dotted class path for a ``class_path`` value (registered name, bare name or dotted)."""
     from da_toolkit.plugins import PluginConflictError, get_registry

@@ -14,20 +14,15 @@ Trainer conveniences: a ``ModelCheckpoint`` without ``dirpath`` writes to
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 import tempfile
 import warnings
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from da_toolkit.cli.checks import RecipeError, parse_error_line
 from da_toolkit.cli.class_paths import (
@@ -37,7 +32,24 @@ from da_toolkit.cli.class_paths import (
     resolve_config,
 )
 from da_toolkit.cli.config_files import load_config_file
-from da_toolkit.cli.recipe_errors import ConfigValueError, register_origin
+from da_toolkit.cli.recipe_errors import ConfigValueError, contract_error, register_origin, weights_file_error
+
+if TYPE_CHECKING:  # pragma: no cover
+    from da_toolkit.cli.depth_cli import DepthLightningCLI
+
+#: names that live in :mod:`da_toolkit.cli.depth_cli` (it imports Lightning), importable from here too
+_DEPTH_CLI_NAMES = frozenset({"DepthLightningCLI", "SafeSaveConfigCallback", "SAVED_CONFIG_HEADER", "ParsedConfig",
+                              "HeldLog", "SEED_LOGGER", "configure_checkpointing"})
+
+
+def __getattr__(name: str) -> Any:
+    """``lightning_cli.DepthLightningCLI`` etc.: imported from :mod:`~da_toolkit.cli.depth_cli` when
+    asked for, so that importing this module (every ``da-toolkit`` command) does not import Lightning."""
+    if name in _DEPTH_CLI_NAMES:
+        from da_toolkit.cli import depth_cli
+
+        return getattr(depth_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 CONFIG_FLAGS = ("--config", "-c")
 
@@ -132,6 +144,30 @@ def preprocess_args(argv: Sequence[str], tmpdir: str, group_classes: dict[str, t
     return out
 
 
+def precheck_args(argv: Sequence[str]) -> None:
+    """The checks of ``argv`` that need no component imported (before Lightning is): every
+    ``--config`` file exists, is YAML and a mapping, and names no misspelled registered name
+    (:func:`~da_toolkit.cli.class_paths.precheck_config`); so do ``--...class_path`` arguments."""
+    from da_toolkit.cli.class_paths import misspelled_registered_name, precheck_config
+
+    args = list(argv)
+    for i, arg in enumerate(args):
+        key, eq, value = arg.partition("=")
+        if not eq:
+            if i + 1 >= len(args):
+                continue
+            value = args[i + 1]
+        if key in CONFIG_FLAGS:
+            data = load_config_file(value)
+            if data is not None and not isinstance(data, dict):
+                raise ValueError(f"--config {value}: expected a mapping at the top level, got {type(data).__name__}")
+            precheck_config(data, Path(value).name)
+        elif key.startswith("--") and key.endswith("class_path"):
+            error = misspelled_registered_name(value, key[2:])
+            if error is not None:
+                raise error
+
+
 def help_class_path(value: str, where: str) -> str:
     """The dotted class path jsonargparse's ``--KEY.help CLASS`` needs, for a registered name, a
     bare class name or a dotted path (unknown names: the ``class_path`` error)."""
@@ -178,232 +214,6 @@ def keep_nested_values() -> None:
 
     adapt_class_type._da_toolkit = True  # type: ignore[attr-defined]
     _typehints.adapt_class_type = adapt_class_type
-
-
-#: first line of every resolved config da-toolkit saves; a file without it is never overwritten
-SAVED_CONFIG_HEADER = "# resolved run config, written by da-toolkit (re-runs overwrite this file)\n"
-
-
-class SafeSaveConfigCallback(SaveConfigCallback):
-    """Saves the resolved config as ``<log_dir>/config.yaml`` without ever clobbering a user file.
-
-    Re-runs overwrite a config this callback wrote before (it starts with
-    :data:`SAVED_CONFIG_HEADER`); any other existing file of that name (e.g. the user's own recipe
-    in the working directory when ``logger: false``) is left untouched and the config goes to
-    ``config.da-toolkit.yaml`` instead, with a warning.
-    """
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Lightning hook: decide where the config is saved (every rank takes part); never over another run's."""
-        self._target: Path | None = None
-        if not self.already_saved and self.save_to_log_dir:
-            log_dir = trainer.log_dir  # a collective call (broadcast): every rank must make it
-            if trainer.is_global_zero and log_dir:
-                target = Path(log_dir) / self.config_filename
-                if target.is_file() and not _saved_by_us(target):
-                    fallback = target.with_name(f"{target.stem}.da-toolkit{target.suffix}")
-                    warnings.warn(f"da-toolkit: {target} exists and was not written by da-toolkit; leaving "
-                                  f"it untouched and saving the run's config to {fallback}", UserWarning,
-                                  stacklevel=2)
-                    self.config_filename = fallback.name
-                self._target = Path(log_dir) / self.config_filename
-        super().setup(trainer, pl_module, stage)
-
-    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Write the parsed config (rank zero), marked as written by the toolkit."""
-        # runs on rank zero only: no collective calls here (trainer.log_dir would broadcast)
-        path = getattr(self, "_target", None)
-        if path is not None and path.is_file() and not _saved_by_us(path):
-            from da_toolkit.data.io import atomic_write_bytes
-
-            atomic_write_bytes(path, (SAVED_CONFIG_HEADER + path.read_text()).encode())
-
-
-def _saved_by_us(path: Path) -> bool:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return handle.readline() == SAVED_CONFIG_HEADER
-
-
-class DepthLightningCLI(LightningCLI):
-    """LightningCLI with da-toolkit's trainer conveniences and checks (see the module docstring).
-
-    Before anything is instantiated: an integer ``trainer.val_check_interval`` is made to count
-    training steps across epochs (:func:`~da_toolkit.cli.checks.adapt_val_check_interval`), and a
-    ``data.init_args.crop_size`` that is not a multiple of the models' input multiple is refused
-    (:func:`~da_toolkit.cli.checks.check_crop_size`, :class:`~da_toolkit.cli.checks.RecipeError`).
-    With ``parse_only`` the parsed config is raised as :class:`ParsedConfig` instead of being
-    instantiated (the pipeline validates every stage that way before running the first).
-    """
-
-    parse_only: bool = False
-
-    def init_parser(self, **kwargs: Any) -> Any:
-        """The parser (main and subcommands) raises ``ArgumentError`` instead of printing usage and
-        the whole config: :meth:`parse_arguments` makes it one line (issue 14.4)."""
-        kwargs.setdefault("exit_on_error", False)
-        return super().init_parser(**kwargs)
-
-    def parse_arguments(self, parser: Any, args: Any) -> None:
-        """Parse; a refused value is a :class:`~da_toolkit.cli.recipe_errors.ConfigValueError`
-        naming the file, the full key, what was expected and what came."""
-        from da_toolkit.cli.recipe_errors import from_parser_message
-
-        self._recipe_args = [str(a) for a in args] if isinstance(args, (list, tuple)) else []
-        try:
-            super().parse_arguments(parser, args)
-            self._seed_log = HeldLog(SEED_LOGGER)  # "Seed set to N" only once the classes are built
-        except ArgumentError as exc:
-            subcommand = next((a for a in self._recipe_args if not a.startswith("-")), None)
-            sub = getattr(self, "_subcommand_parsers", {}).get(subcommand, parser)
-            options = [a.dest for a in sub._actions if isinstance(getattr(a, "dest", None), str)]
-            command = f"{parser.prog} {subcommand}" if subcommand in getattr(self, "_subcommand_parsers", {}) \
-                else parser.prog
-            raise from_parser_message(str(exc), self._recipe_args, options, command) from None
-
-    def instantiate_classes(self) -> None:
-        """Build the classes; a value a constructor refuses is a one-line
-        :class:`~da_toolkit.cli.recipe_errors.ConfigValueError` naming its key (not a traceback)."""
-        held = getattr(self, "_seed_log", None)
-        try:
-            super().instantiate_classes()
-        except Exception as exc:  # noqa: BLE001 - only constructor refusals are converted, the rest re-raised
-            if held is not None:
-                held.release(emit=False)
-            error = self._constructor_error(exc)
-            if error is None:
-                raise
-            raise error from None
-        if held is not None:
-            held.release(emit=True)
-
-    def _constructor_error(self, exc: Exception) -> ConfigValueError | None:
-        from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-        from da_toolkit.cli.recipe_errors import debug_mode, from_constructor
-
-        if debug_mode() or contract_error(exc) is not None or weights_file_error(exc) is not None:
-            return None  # those have their own one-line reports (run_lightning_cli)
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        return from_constructor(exc, config, groups={"trainer": pl.Trainer}, args=getattr(self, "_recipe_args", ()),
-                                kinds=(ValueError, TypeError, OSError, MisconfigurationException))
-
-    def before_instantiate_classes(self) -> None:
-        """Adapt val_check_interval and check crop sizes against the models before anything is built."""
-        from da_toolkit.cli.checks import adapt_val_check_interval, check_crop_size
-        from da_toolkit.cli.recipe_errors import source_of
-
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.get("trainer") is not None:
-            adapt_val_check_interval(config.trainer)
-        held = getattr(self, "_seed_log", None)
-        try:
-            check_crop_size(config)
-        except ConfigValueError as exc:
-            if held is not None:
-                held.release(emit=False)
-            raise exc.located(source_of(exc.key, getattr(self, "_recipe_args", ()))) from None
-        if self.parse_only:
-            if held is not None:
-                held.release(emit=False)
-            raise ParsedConfig(config)
-
-    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        """Build the Trainer, then install the toolkit's checkpointing (atomic saves, last.ckpt)."""
-        trainer = super().instantiate_trainer(**kwargs)
-        configure_checkpointing(trainer)
-        return trainer
-
-    def _parse_ckpt_path(self) -> None:
-        """Check a ``--ckpt_path`` file before LightningCLI unpickles its hyper-parameters.
-
-        LightningCLI reads the file with a bare ``torch.load`` whose refusal of an unsafe file
-        names no file and suggests ``weights_only=False``. Here the archive is checked first
-        (:func:`~da_toolkit.models.weights.safe.check_torch_archive`: disallowed globals,
-        compressed or oversized records, nothing inflated or run): an unsafe file is an
-        :class:`~da_toolkit.tasks.checkpointing.UnsafeCheckpointError` naming it (the command prints
-        one line, exit 2). A file Lightning cannot read contributes no hyper-parameters; the
-        trainer's checkpoint loading then reports it by name (or falls back from a bad ``last.ckpt``).
-        """
-        subcommand = self.config.get("subcommand")
-        path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not path or not Path(path).is_file():
-            super()._parse_ckpt_path()
-            return
-        from da_toolkit.models.weights.errors import UnsafeCheckpointError as UnsafeWeights
-        from da_toolkit.models.weights.errors import WeightsError
-        from da_toolkit.models.weights.safe import check_torch_archive
-        from da_toolkit.tasks.checkpointing import UnsafeCheckpointError
-
-        try:
-            check_torch_archive(Path(path))
-        except UnsafeWeights as exc:
-            raise UnsafeCheckpointError(f"--ckpt_path {exc}") from None
-        except WeightsError:
-            return  # corrupt or crafted: the trainer's checkpoint loading names it (never inflated here)
-        try:
-            super()._parse_ckpt_path()
-        except ArgumentError as exc:  # the file's hyper-parameters do not fit this config
-            from da_toolkit.cli.recipe_errors import from_parser_message
-
-            error = from_parser_message(str(exc))
-            raise error.located(f"--ckpt_path {path}: hyper-parameters", "") from None
-        except Exception:  # noqa: BLE001 - garbage bytes make torch's unpickler raise anything
-            # (UnpicklingError, IndexError, KeyError, UnicodeDecodeError...): the file is then
-            # reported by name by the trainer's checkpoint loading, never here
-            return
-
-
-#: the logger of Lightning's "Seed set to N" line
-SEED_LOGGER = "lightning.fabric.utilities.seed"
-
-
-class HeldLog(logging.Filter):
-    """Holds the records of one logger until :meth:`release`: LightningCLI logs "Seed set to N"
-    before the classes are built, so a refused config would print it above its one-line error."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.logger = logging.getLogger(name)
-        self.records: list[logging.LogRecord] = []
-        self.logger.addFilter(self)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Keep the record for later; nothing is emitted now."""
-        self.records.append(record)
-        return False
-
-    def release(self, emit: bool) -> None:
-        """Stop holding; emit the held records (``emit``) or drop them. Idempotent."""
-        self.logger.removeFilter(self)
-        records, self.records = self.records, []
-        for record in records if emit else ():
-            self.logger.handle(record)
-
-
-class ParsedConfig(Exception):
-    """Raised by a ``parse_only`` :class:`DepthLightningCLI` with the parsed, checked config."""
-
-    def __init__(self, config: Any) -> None:
-        super().__init__("parsed")
-        self.config = config
-
-
-def configure_checkpointing(trainer: pl.Trainer) -> None:
-    """Give every ModelCheckpoint a stable ``dirpath`` and ``save_last=True``; save atomically.
-
-    Checkpoints are written through :class:`~da_toolkit.tasks.checkpointing.AtomicCheckpointIO`
-    (same-folder temp file + rename; an unreadable ``last.ckpt`` falls back on resume) unless the
-    trainer was given its own ``CheckpointIO``.
-    """
-    from da_toolkit.tasks.checkpointing import install_atomic_checkpoint_io
-
-    install_atomic_checkpoint_io(trainer)
-    for cb in trainer.checkpoint_callbacks:
-        if isinstance(cb, ModelCheckpoint):
-            if cb.dirpath is None:
-                cb.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
-            if not cb.save_last:
-                cb.save_last = True
 
 
 #: a help entry lists the known subclasses of its type only up to this many
@@ -460,6 +270,14 @@ def build_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightning
     from da_toolkit.plugins import get_registry
 
     get_registry()  # load plugins so their classes are imported before parsing
+    try:
+        precheck_args(argv)  # missing files, bad YAML, misspelled registered names: before Lightning is imported
+    except (UnknownClassPathError, FileNotFoundError, ValueError) as exc:
+        raise exc if isinstance(exc, RecipeError) else RecipeError(str(exc)) from None
+    import lightning.pytorch as pl
+
+    from da_toolkit.cli.depth_cli import DepthLightningCLI, SafeSaveConfigCallback
+
     import_resolvable_classes()
     shorten_subclass_help()
 
@@ -494,39 +312,8 @@ def build_lightning_cli(argv: Sequence[str], run: bool = True) -> DepthLightning
                 raise RecipeError(str(contract)) from None
 
 
-def contract_error(exc: BaseException) -> BaseException | None:
-    """The encoder/loss contract error behind ``exc`` (jsonargparse wraps errors raised by a
-    constructor in a union-type message), or ``None``; its message is one line naming the key."""
-    from da_toolkit.losses.contract import LossContractError
-    from da_toolkit.models.contract import EncoderContractError
-
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, (EncoderContractError, LossContractError)):
-            return cause
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
-def weights_file_error(exc: BaseException) -> BaseException | None:
-    """The missing or unloadable weights file behind ``exc`` (a model built with ``weights: FILL_ME``,
-    a file of another architecture), or ``None``; jsonargparse wraps it in a union-type message."""
-    from da_toolkit.models.weights.errors import WeightsError
-
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, (FileNotFoundError, WeightsError)) and cause is not exc:
-            return cause
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
 def parse_only(config: dict[str, Any], where: str, cli_class: type[DepthLightningCLI] | None = None,
-               model_class: type = pl.LightningModule, data_class: type = pl.LightningDataModule,
+               model_class: type | None = None, data_class: type | None = None,
                group_classes: dict[str, type] | None = None, **cli_kwargs: Any) -> Any:
     """Parse and check a config (dict) as its command would, building nothing.
 
@@ -534,12 +321,17 @@ def parse_only(config: dict[str, Any], where: str, cli_class: type[DepthLightnin
     ``where`` and the field for anything the command would refuse (unknown keys, wrong types,
     bad class paths, a crop size the model cannot take).
     """
+    import lightning.pytorch as pl
+
+    from da_toolkit.cli.depth_cli import DepthLightningCLI, ParsedConfig
     from da_toolkit.cli.model_forms import ModelFormError
     from da_toolkit.plugins import get_registry
 
     get_registry()
     import_resolvable_classes()
     base = cli_class or DepthLightningCLI
+    model_class = model_class or pl.LightningModule
+    data_class = data_class or pl.LightningDataModule
 
     class _ParseOnly(base):  # type: ignore[valid-type, misc]
         parse_only = True
@@ -576,9 +368,6 @@ def parse_fit_config(config: dict[str, Any], where: str) -> Any:
 
 def _subcommand(name: str) -> Callable[[list[str]], int]:
     def command(argv: list[str]) -> int:
-        from da_toolkit.inference.guards import UsageError
-        from da_toolkit.tasks.checkpointing import CheckpointReadError
-
         if name == "predict":  # --output_dir DIR: one folder for everything the run writes (issue 19.10)
             from da_toolkit.inference.output_dir import output_dir_args
 
@@ -589,10 +378,15 @@ def _subcommand(name: str) -> Callable[[list[str]], int]:
                 return 2
         try:
             cli = run_lightning_cli([name, *argv])
-        except UsageError as exc:  # e.g. predict: bad inputs, a model with no weights loaded
-            print(f"da-toolkit {name}: error: {exc}", file=sys.stderr)
-            return 2
-        except CheckpointReadError as exc:  # --ckpt_path unsafe / unreadable: names the file
+        except Exception as exc:
+            # imported only now: a recipe refused before parsing costs no torch/Lightning import
+            from da_toolkit.inference.guards import UsageError
+            from da_toolkit.tasks.checkpointing import CheckpointReadError
+
+            # UsageError: e.g. predict's bad inputs, a model with no weights loaded;
+            # CheckpointReadError: --ckpt_path unsafe / unreadable (names the file)
+            if not isinstance(exc, (UsageError, CheckpointReadError)):
+                raise
             print(f"da-toolkit {name}: error: {exc}", file=sys.stderr)
             return 2
         # a module may report the run's outcome (DepthPredictionTask: 1 when inputs/writes failed)

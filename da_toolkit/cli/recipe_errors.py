@@ -31,8 +31,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigValueError", "RecipeError", "debug_mode", "from_constructor", "from_parser_message", "register_origin",
-           "source_of"]
+__all__ = ["ConfigValueError", "RecipeError", "contract_error", "debug_mode", "from_constructor", "from_parser_message", "register_origin",
+           "source_of", "weights_file_error"]
 
 DEBUG_ENV = "DA_TOOLKIT_DEBUG"
 
@@ -420,4 +420,36 @@ def from_constructor(exc: BaseException, config: Any, groups: Mapping[str, type]
             if len(named) == 1:
                 key = f"{key}.{named[0]}" if key in (groups or {}) else f"{key}.init_args.{named[0]}"
             return ConfigValueError(key, detail, "", source_of(key, args))
+    return None
+
+
+# ---------------------------------------------------------------- errors with their own report
+def contract_error(exc: BaseException) -> BaseException | None:
+    """The encoder/loss contract error behind ``exc`` (jsonargparse wraps errors raised by a
+    constructor in a union-type message), or ``None``; its message is one line naming the key."""
+    from da_toolkit.losses.contract import LossContractError
+    from da_toolkit.models.contract import EncoderContractError
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (EncoderContractError, LossContractError)):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def weights_file_error(exc: BaseException) -> BaseException | None:
+    """The missing or unloadable weights file behind ``exc`` (a model built with ``weights: FILL_ME``,
+    a file of another architecture), or ``None``; jsonargparse wraps it in a union-type message."""
+    from da_toolkit.models.weights.errors import WeightsError
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (FileNotFoundError, WeightsError)) and cause is not exc:
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
     return None
