@@ -57,6 +57,9 @@ TUNE_CANDIDATES: dict[str, dict[str, Any]] = {
     # margin were worse than student_full there): a tighter margin, a heavier or multi-level
     # alignment, and more pseudo-labels at the recipe's 400 steps
     "tune_margin095": {"model.init_args.feature_loss.init_args.margin": 0.95},
+    # control: student_full's own settings retrained now (is student_full of the reused seed
+    # folders, trained in an earlier session, reproduced by today's code and thread count?)
+    "tune_control": {},
     "tune_featw3": {"model.init_args.feature_weight": 3.0},
     "tune_levels4": {"model.init_args.feature_levels": [0, 1, 2, 3]},
     "tune_unl2048": {"pseudo_labels": "pseudo_labels_2048"},
