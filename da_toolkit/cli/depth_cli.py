@@ -23,7 +23,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from da_toolkit.cli.recipe_errors import ConfigValueError, contract_error, weights_file_error
+from da_toolkit.cli.recipe_errors import ConfigValueError, contract_error
 
 __all__ = ["SAVED_CONFIG_HEADER", "DepthLightningCLI", "HeldLog", "ParsedConfig", "SafeSaveConfigCallback",
            "configure_checkpointing"]
@@ -130,8 +130,8 @@ class DepthLightningCLI(LightningCLI):
 
         from da_toolkit.cli.recipe_errors import debug_mode, from_constructor
 
-        if debug_mode() or contract_error(exc) is not None or weights_file_error(exc) is not None:
-            return None  # those have their own one-line reports (run_lightning_cli)
+        if debug_mode() or contract_error(exc) is not None:
+            return None  # contract errors name their key already (run_lightning_cli reports them)
         config = self.config[self.subcommand] if self.subcommand else self.config
         return from_constructor(exc, config, groups={"trainer": pl.Trainer}, args=getattr(self, "_recipe_args", ()),
                                 kinds=(ValueError, TypeError, OSError, MisconfigurationException))

@@ -376,6 +376,17 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
+def _named_argument(init: Mapping[str, Any], detail: str) -> list[str]:
+    """The argument(s) of ``init`` a constructor's message is about: the one whose text value it
+    quotes (``weights not found: FILL_ME/x.pth``), else those it names together with their value
+    (``trim must be in [0, 1), got -0.5``)."""
+    quoted = [k for k, v in init.items() if isinstance(v, str) and len(v) >= 3 and v in detail]
+    if len(quoted) == 1:
+        return quoted
+    return [k for k, v in init.items() if _scalar(v) and re.search(rf"(?<!\w){re.escape(k)}(?!\w)", detail)
+            and str(v) in detail]
+
+
 def from_constructor(exc: BaseException, config: Any, groups: Mapping[str, type] | None = None,
                      args: Sequence[str] = (),
                      kinds: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError)) -> ConfigValueError | None:
@@ -416,7 +427,7 @@ def from_constructor(exc: BaseException, config: Any, groups: Mapping[str, type]
             detail = text[0] if text else type(cause).__name__
             if not isinstance(cause, (ValueError, TypeError)):
                 detail = f"{type(cause).__name__}: {detail}"
-            named = [name for name in init if re.search(rf"(?<!\w){re.escape(name)}(?!\w)", detail)]
+            named = _named_argument(init, detail)
             if len(named) == 1:
                 key = f"{key}.{named[0]}" if key in (groups or {}) else f"{key}.init_args.{named[0]}"
             return ConfigValueError(key, detail, "", source_of(key, args))
