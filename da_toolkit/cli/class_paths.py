@@ -22,6 +22,12 @@ class UnknownClassPathError(ValueError):
     """A recipe names a class that no plugin registers and that cannot be imported."""
 
 
+def join_key(where: str, key: str) -> str:
+    """``where.key`` - or ``where key`` when ``where`` names a file (``"teacher.yaml:"``), so that
+    messages read ``teacher.yaml: model.init_args.labeled_loss.class_path: ...``."""
+    return f"{where} {key}" if where.endswith(":") else f"{where}.{key}"
+
+
 def _all_subclasses(cls: type) -> Iterator[type]:
     seen: set[type] = set()
     stack = [cls]
@@ -200,7 +206,7 @@ def precheck_config(obj: Any, where: str = "config") -> None:
     """Raise :func:`misspelled_registered_name`'s error for the first such ``class_path`` of a loaded config."""
     if isinstance(obj, dict):
         for key, value in obj.items():
-            path = f"{where}.{key}"
+            path = join_key(where, key)
             if key == "class_path" and isinstance(value, str):
                 error = misspelled_registered_name(value, path)
                 if error is not None:
@@ -249,7 +255,7 @@ def resolve_config(obj: Any, where: str = "config") -> Any:
     if isinstance(obj, dict):
         out = {}
         for key, value in obj.items():
-            path = f"{where}.{key}"
+            path = join_key(where, key)
             if key == "class_path" and isinstance(value, str):
                 out[key] = resolve_class_path(value, path)
             else:

@@ -89,7 +89,7 @@ def _resolve_config_file(path: str, tmpdir: str, index: int, group_classes: dict
         return path
     if not isinstance(data, dict):
         raise ValueError(f"--config {path}: expected a mapping at the top level, got {type(data).__name__}")
-    resolved = expand_config(data, file.name, group_classes, deferred)
+    resolved = expand_config(data, f"{path}:", group_classes, deferred)
     if resolved == data:
         return path
     out = Path(tmpdir) / f"{index:02d}_{file.name}"
@@ -161,7 +161,7 @@ def precheck_args(argv: Sequence[str]) -> None:
             data = load_config_file(value)
             if data is not None and not isinstance(data, dict):
                 raise ValueError(f"--config {value}: expected a mapping at the top level, got {type(data).__name__}")
-            precheck_config(data, Path(value).name)
+            precheck_config(data, f"{value}:")
         elif key.startswith("--") and key.endswith("class_path"):
             error = misspelled_registered_name(value, key[2:])
             if error is not None:

@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from da_toolkit.cli.class_paths import join_key
+
 __all__ = ["ModelFormError", "description_of_file", "expand_model_value", "expand_models", "model_parameters"]
 
 #: file suffixes taken as weights files when a model is given as a string
@@ -194,7 +196,7 @@ def expand_models(obj: Any, where: str = "config", group_classes: Mapping[str, t
     out = dict(obj)
     for key, value in out.items():
         cls = (group_classes or {}).get(key)
-        out[key] = _expand(value, f"{where}.{key}", key, cls, deferred)
+        out[key] = _expand(value, join_key(where, key), key, cls, deferred)
     return out
 
 

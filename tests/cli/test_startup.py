@@ -60,7 +60,7 @@ def test_a_misspelled_registered_name_is_refused_without_importing_torch(tmp_pat
     recipe = _teacher_recipe(tmp_path / "typo.yaml", "affine_invariantt")
     imported, err = _refused_imports(tmp_path, "fit", "--config", str(recipe))
     assert imported == []
-    assert "labeled_loss.class_path: unknown class_path 'affine_invariantt'" in err
+    assert f"{recipe}: model.init_args.labeled_loss.class_path: unknown class_path 'affine_invariantt'" in err
     assert "did you mean affine_invariant" in err
 
 
