@@ -222,12 +222,24 @@ class Pipeline:
                 raise PipelineConfigError(
                     f"{source}: stages.{name}.kind is {kind!r}; expected one of {sorted(STAGE_KINDS)}")
             self.stages[name] = stage
+        self._precheck()
         self._resolved: dict[str, dict[str, Any]] = {}
         for name in self.stages:
             self._resolved[name] = self.stage_config(name)
         self.seed = recipe.get("seed_everything", 0)
 
     # ------------------------------------------------------------------ configs
+    def _precheck(self) -> None:
+        """Misspelled registered names in any stage's config, found before anything (torch,
+        Lightning) is imported (:func:`~da_toolkit.cli.class_paths.precheck_config`)."""
+        from da_toolkit.cli.class_paths import UnknownClassPathError, precheck_config
+
+        for name, stage in self.stages.items():
+            try:
+                precheck_config(stage.get("config") or {}, f"{self.source}: stages.{name}.config")
+            except UnknownClassPathError as exc:
+                raise PipelineConfigError(str(exc)) from None
+
     def _expand(self, cfg: dict[str, Any], name: str) -> dict[str, Any]:
         """Registered names resolved and model short forms expanded (the command's own rules)."""
         from da_toolkit.cli.lightning_cli import expand_config

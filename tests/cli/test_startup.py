@@ -31,11 +31,10 @@ _RUN = """
 import sys
 from da_toolkit.cli import main
 try:
-    main(sys.argv[1:])
+    rc = main(sys.argv[1:])
 except SystemExit as exc:
-    assert exc.code == 2, exc.code
-else:
-    raise AssertionError("the recipe was not refused")
+    rc = exc.code
+assert rc == 2, ("the recipe was not refused", rc)
 print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))
 """
 
@@ -91,3 +90,15 @@ def test_the_cheap_check_leaves_valid_and_class_names_to_the_full_one() -> None:
 def test_only_the_listed_classes_have_lower_case_names() -> None:
     """What makes the cheap check exact: jsonargparse's bare names start with a capital letter."""
     assert {name for name in known_class_names() if name[:1].islower()} == LOWERCASE_CLASS_NAMES
+
+
+def test_a_pipeline_stage_with_a_misspelled_name_is_refused_without_importing_torch(tmp_path: Path) -> None:
+    from tests.cli.pipeline_helpers import tiny_quickstart, write_recipe
+
+    recipe = tiny_quickstart(tmp_path / "o")
+    recipe["stages"]["student"]["config"]["model"]["init_args"]["feature_loss"] = {"class_path": "feature_alignmentt"}
+    path = write_recipe(recipe, tmp_path / "pipe.yaml")
+    imported, err = _refused_imports(tmp_path, "pipeline", "--config", str(path))
+    assert imported == []
+    assert err.startswith(f"da-toolkit pipeline: error: {path}: stages.student.config.model.init_args.feature_loss"
+                          ".class_path: unknown class_path 'feature_alignmentt'")
