@@ -202,7 +202,7 @@ class DepthTask(pl.LightningModule):
         """Whether this training step logs its loss terms: the first step, every step whose values
         Lightning's logger writes (every ``Trainer(log_every_n_steps)`` steps, the last step), every
         step of ``fast_dev_run`` or with ``log_every_n_steps=0``; else no (each ``self.log`` costs
-        about 0.2-0.3 ms of Lightning bookkeeping, and values logged on the other steps are
+        about 0.2-0.5 ms of Lightning bookkeeping, and values logged on the other steps are
         overwritten before the logger sees them)."""
         trainer = self._trainer
         if trainer is None or self.global_step == 0:
