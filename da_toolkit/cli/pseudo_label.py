@@ -27,9 +27,11 @@ model), ``{preset: NAME, weights: FILE}``, or the full ``class_path: DepthModel`
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import warnings
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.cli import LightningArgumentParser
@@ -106,12 +108,15 @@ class PseudoLabelCLI(DepthLightningCLI):
         """Take the store lock early (before the model is loaded), then build the classes."""
         config = self.config
         rank = guess_global_rank(config.get("trainer"))
+        new_store = _new_local_folder(config["store"])
         if rank is not None:  # a wrong guess is corrected by the writer (it locks its own rank's shard)
             self.early_lock = (take_store_lock(config["store"], config["format"], shard_name(rank)), shard_name(rank))
         try:
             super().instantiate_classes()
         except BaseException:
             self.release_lock()
+            if new_store is not None:  # e.g. the teacher's weights were refused: leave no empty store behind
+                _remove_if_only_locks(new_store)
             raise
 
     def release_lock(self) -> None:
@@ -119,6 +124,25 @@ class PseudoLabelCLI(DepthLightningCLI):
         if self.early_lock is not None and self.early_lock[0] is not None:
             self.early_lock[0].close()
         self.early_lock = None
+
+
+def _new_local_folder(store: str) -> Path | None:
+    """``store`` as a local folder that does not exist yet (else ``None``: URL or existing)."""
+    from da_toolkit.data.shards import urls
+
+    if not urls.is_local(store):
+        return None
+    path = urls.local_path(store)
+    return None if path.exists() else path
+
+
+def _remove_if_only_locks(folder: Path) -> None:
+    """Remove ``folder`` made by this run's early lock if it holds nothing but empty/lock files."""
+    if not folder.is_dir():
+        return
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    if all(p.name.endswith(".lock") or p.stat().st_size == 0 for p in files):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 CLI_KWARGS: dict[str, Any] = {

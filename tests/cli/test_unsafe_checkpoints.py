@@ -101,3 +101,20 @@ def test_pseudo_label_unsafe_teacher_is_one_line_exit_2(tmp_path, capsys, form):
     line = _one_error_line(capsys.readouterr().err, str(ckpt))
     assert "could run code" in line
     assert not marker.exists()
+    assert not (tmp_path / "store").exists()  # refused before anything is written
+
+
+def test_pseudo_label_refusal_keeps_an_existing_store(tmp_path, capsys):
+    ckpt = _unsafe(tmp_path / "teacher.ckpt", tmp_path / "pwned")
+    store = tmp_path / "store"
+    (store / "rank000").mkdir(parents=True)
+    (store / "rank000" / "manifest.jsonl").write_text('{"id": "earlier"}\n')  # work of an earlier run
+    cfg = {"store": str(store), "trainer": {"accelerator": "cpu", "enable_progress_bar": False},
+           "model": {"teacher": {"preset": "tiny", "weights": str(ckpt)}},
+           "data": {"sources": [{"class_path": "synthetic",
+                                 "init_args": {"length": 2, "size": [30, 45], "seed": 7, "labeled": False}}],
+                    "input_size": 28}}
+    path = tmp_path / "pl.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["pseudo-label", "--config", str(path)]) == 2
+    assert (store / "rank000" / "manifest.jsonl").read_text() == '{"id": "earlier"}\n'
