@@ -16,9 +16,10 @@ Candidates (every one is reported, also where it loses or fails):
 * ``int8 dynamic``: ``torch.ao.quantization.quantize_dynamic`` of every ``nn.Linear`` (qint8
   weights, activations quantised per batch at run time), fp32 elsewhere;
 * ``bf16 attention``: fp32 model, ``scaled_dot_product_attention`` run on bf16 q/k/v;
-* ``bf16-true + matmul attention``: bf16 weights, attention as ``softmax(q k^T / sqrt(d)) v`` with
-  bf16 batched matmuls and a bf16 softmax, in chunks of heads whose scores stay under 16 MB,
-  instead of the fused CPU flash kernel (which is no faster in bf16 than in fp32 here);
+* ``bf16-true, fused SDPA (before)``: bf16 weights with the fused CPU flash kernel for attention,
+  the library's path before :mod:`da_toolkit.models.encoders.cpu_attention` (every bf16 CPU
+  inference row now gets ``softmax(q k^T / sqrt(d)) v`` as bf16 batched matmuls, in chunks of
+  heads whose scores stay under 16 MB: the fused kernel is no faster in bf16 than in fp32 here);
 * ``onnxruntime fp32``: our ONNX export (``da_toolkit.inference.export.export_onnx``);
 * ``onnxruntime int8 dynamic``: ``onnxruntime.quantization.quantize_dynamic`` of that file
   (QInt8 weights of MatMul/Gemm);
@@ -83,23 +84,17 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, bs: int
 @contextlib.contextmanager
 def bf16_attention() -> Iterator[None]:
     """Within the block, our DINOv2's ``scaled_dot_product_attention`` runs on bf16 q/k/v."""
-    from da_toolkit.models.encoders import dinov2
+    from da_toolkit.models.encoders import cpu_attention, dinov2
 
-    original = dinov2.F.scaled_dot_product_attention
+    def bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return cpu_attention.attention(q.bfloat16(), k.bfloat16(), v.bfloat16()).to(q.dtype)
 
-    def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *a: Any, **kw: Any) -> torch.Tensor:
-        return original(q.bfloat16(), k.bfloat16(), v.bfloat16(), *a, **kw).to(q.dtype)
-
-    class _Shim:
-        def __getattr__(self, name: str) -> Any:
-            return sdpa if name == "scaled_dot_product_attention" else getattr(F, name)
-
-    saved = dinov2.F
-    dinov2.F = _Shim()  # type: ignore[assignment]
+    saved = dinov2.attention
+    dinov2.attention = bf16  # type: ignore[assignment]
     try:
         yield
     finally:
-        dinov2.F = saved
+        dinov2.attention = saved
 
 
 #: candidates run only when named in ``--only`` (minutes of compilation on a small machine)
@@ -142,36 +137,18 @@ def profile_path(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) ->
 
 
 @contextlib.contextmanager
-def matmul_attention() -> Iterator[None]:
-    """Within the block, our DINOv2's attention is two batched matmuls and a softmax in the inputs'
-    dtype (``softmax(q k^T / sqrt(d)) v``) instead of ``scaled_dot_product_attention``: in bf16 on
-    this CPU the fused flash kernel gains nothing over fp32 while bf16 matmuls run near the
-    machine's bf16 peak."""
+def fused_attention() -> Iterator[None]:
+    """Within the block, our DINOv2's attention is the fused ``scaled_dot_product_attention`` in
+    every dtype: the library's path before bf16 CPU inference got the matmul form
+    (:mod:`da_toolkit.models.encoders.cpu_attention`), kept as a row to compare with."""
     from da_toolkit.models.encoders import dinov2
 
-    def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *a: Any, **kw: Any) -> torch.Tensor:
-        if a or kw:
-            raise ValueError("matmul_attention: masks, dropout and scale are not supported")
-        b, h, n, d = q.shape
-        qs, kf, vf = (q * d**-0.5).flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)
-        # (batch x head) chunks whose score matrices stay under 16 MB: larger blocks are mmapped and
-        # page-faulted afresh by glibc's allocator on every call (measured: 32 vs 14 ms per image
-        # and layer for V2-Small at 518, bf16, 1 thread), and q is scaled before the matmul
-        per = max(1, (16 << 20) // (n * n * q.element_size()))
-        out = [(qs[i:i + per] @ kf[i:i + per].transpose(-1, -2)).softmax(dim=-1) @ vf[i:i + per]
-               for i in range(0, b * h, per)]
-        return torch.cat(out).view(b, h, n, d)
-
-    class _Shim:
-        def __getattr__(self, name: str) -> Any:
-            return attention if name == "scaled_dot_product_attention" else getattr(F, name)
-
-    saved = dinov2.F
-    dinov2.F = _Shim()  # type: ignore[assignment]
+    saved = dinov2.attention
+    dinov2.attention = F.scaled_dot_product_attention  # type: ignore[assignment]
     try:
         yield
     finally:
-        dinov2.F = saved
+        dinov2.attention = saved
 
 
 def build(preset: str | dict[str, Any], workdir: Path) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -251,11 +228,11 @@ def candidates(ours: torch.nn.Module, workdir: Path, size: int) -> dict[str, Cal
             quantize_dynamic(str(onnx_path()), str(q), weight_type=QuantType.QInt8)
         return ort_session(q)
 
-    def bf16_matmul_attention() -> Callable[[torch.Tensor], torch.Tensor]:
+    def bf16_fused_attention() -> Callable[[torch.Tensor], torch.Tensor]:
         m = copy.deepcopy(ours).to(torch.bfloat16)
 
         def run(x: torch.Tensor) -> torch.Tensor:
-            with matmul_attention():
+            with fused_attention():
                 return m(x.bfloat16())
         return run
 
@@ -290,7 +267,7 @@ def candidates(ours: torch.nn.Module, workdir: Path, size: int) -> dict[str, Cal
 
     return {"torch fp32": fp32, "torch bf16-true": bf16_true, "torch bf16-true + compile": bf16_compiled,
             "torch bf16-true + compile max-autotune": bf16_autotuned,
-            "torch bf16-true + matmul attention": bf16_matmul_attention, "onnxruntime int8 static (QDQ)": ort_int8_static,
+            "torch bf16-true, fused SDPA (before)": bf16_fused_attention, "onnxruntime int8 static (QDQ)": ort_int8_static,
             "torch bf16-mixed": bf16_mixed,
             "torch int8 dynamic (linear)": int8_dynamic, "torch fp32 + bf16 attention": attn_bf16,
             "onnxruntime fp32": ort_fp32, "onnxruntime int8 dynamic": ort_int8}
@@ -397,7 +374,7 @@ def where_the_time_goes(ours: torch.nn.Module, hf_fwd: Callable[[torch.Tensor], 
     made = candidates(ours, workdir, size)
     for name, fn, dtype in (("transformers fp32", hf_fwd, "fp32"), ("torch fp32", made["torch fp32"](), "fp32"),
                             ("torch bf16-true", made["torch bf16-true"](), "bf16"),
-                            ("torch bf16-true + matmul attention", made["torch bf16-true + matmul attention"](), "bf16")):
+                            ("torch bf16-true, fused SDPA (before)", made["torch bf16-true, fused SDPA (before)"](), "bf16")):
         cpu, _, _ = time_cpu(batched(fn, x, len(x)), 2)
         prof = profile_path(fn, x)
         gflop = prof["gflop"] / len(x)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from da_toolkit.models.encoders.base import Encoder, EncoderOutput
+from da_toolkit.models.encoders.cpu_attention import attention
 
 __all__ = [
     "DINOV2_SIZES",
@@ -148,7 +149,8 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with a fused qkv projection (``F.scaled_dot_product_attention``)."""
+    """Multi-head self-attention with a fused qkv projection (``F.scaled_dot_product_attention``;
+    for bf16 inference on a CPU the faster matmul form of :mod:`.cpu_attention`)."""
 
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
@@ -161,7 +163,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        out = attention(qkv[0], qkv[1], qkv[2])  # fused SDPA; bf16 CPU inference: chunked matmuls
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
