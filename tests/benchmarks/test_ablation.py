@@ -3,23 +3,18 @@ seconds-scale run of the real recipe (slow)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
+from bench_loader import load_benchmark_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("ablation_bench", ROOT / "benchmarks" / "ablation.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ablation_bench"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark_module("ablation")
 
 
 def _results(teacher: tuple[float, float], full: tuple[float, float]) -> dict:

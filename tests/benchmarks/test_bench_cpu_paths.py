@@ -3,22 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_loader import load_benchmark_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_cpu_paths", ROOT / "benchmarks" / "bench_cpu_paths.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_module("bench_cpu_paths")
 
 
 def test_fused_attention_row_swaps_the_library_attention_for_sdpa_and_restores_it() -> None:

@@ -3,7 +3,6 @@ printed ratios are computed from the raw samples it measured (no timing is asser
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -12,15 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from bench_loader import load_benchmark_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_training", ROOT / "benchmarks" / "bench_training.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_module("bench_training")
 
 
 def test_the_empty_module_computes_the_bare_loss_on_the_tasks_own_networks() -> None:

@@ -85,19 +85,24 @@ def test_fit_ckpt_path_corrupt_file_is_one_line_exit_2(tmp_path, capsys, seed):
     assert "corrupt" in line and "could run code" not in line
 
 
-@pytest.mark.parametrize("form", ["file", "preset"])
-def test_pseudo_label_unsafe_teacher_is_one_line_exit_2(tmp_path, capsys, form):
-    marker = tmp_path / "pwned"
-    ckpt = _unsafe(tmp_path / "teacher.ckpt", marker)
-    teacher = str(ckpt) if form == "file" else {"preset": "tiny", "weights": str(ckpt)}
-    cfg = {"store": str(tmp_path / "store"), "trainer": {"accelerator": "cpu", "enable_progress_bar": False},
+def _pl_config(tmp_path: Path, store: Path, teacher: object) -> Path:
+    """A two-image pseudo-label job file labelling into ``store`` with ``teacher``."""
+    cfg = {"store": str(store), "trainer": {"accelerator": "cpu", "enable_progress_bar": False},
            "model": {"teacher": teacher},
            "data": {"sources": [{"class_path": "synthetic",
                                  "init_args": {"length": 2, "size": [30, 45], "seed": 7, "labeled": False}}],
                     "input_size": 28}}
     path = tmp_path / "pl.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    assert main(["pseudo-label", "--config", str(path)]) == 2
+    return path
+
+
+@pytest.mark.parametrize("form", ["file", "preset"])
+def test_pseudo_label_unsafe_teacher_is_one_line_exit_2(tmp_path, capsys, form):
+    marker = tmp_path / "pwned"
+    ckpt = _unsafe(tmp_path / "teacher.ckpt", marker)
+    teacher = str(ckpt) if form == "file" else {"preset": "tiny", "weights": str(ckpt)}
+    assert main(["pseudo-label", "--config", str(_pl_config(tmp_path, tmp_path / "store", teacher))]) == 2
     line = _one_error_line(capsys.readouterr().err, str(ckpt))
     assert "could run code" in line
     assert not marker.exists()
@@ -109,12 +114,6 @@ def test_pseudo_label_refusal_keeps_an_existing_store(tmp_path, capsys):
     store = tmp_path / "store"
     (store / "rank000").mkdir(parents=True)
     (store / "rank000" / "manifest.jsonl").write_text('{"id": "earlier"}\n')  # work of an earlier run
-    cfg = {"store": str(store), "trainer": {"accelerator": "cpu", "enable_progress_bar": False},
-           "model": {"teacher": {"preset": "tiny", "weights": str(ckpt)}},
-           "data": {"sources": [{"class_path": "synthetic",
-                                 "init_args": {"length": 2, "size": [30, 45], "seed": 7, "labeled": False}}],
-                    "input_size": 28}}
-    path = tmp_path / "pl.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    assert main(["pseudo-label", "--config", str(path)]) == 2
+    teacher = {"preset": "tiny", "weights": str(ckpt)}
+    assert main(["pseudo-label", "--config", str(_pl_config(tmp_path, store, teacher))]) == 2
     assert (store / "rank000" / "manifest.jsonl").read_text() == '{"id": "earlier"}\n'
