@@ -206,7 +206,7 @@ def bench_read(tmp: Path, rgbd: Path, count: int, worker_counts: list[int], litd
     print(f"{'pipeline':<26} | {'workers':>7} | {'folder samples/s':>24} | {'shards samples/s':>24} | "
           f"{'ratio (median, min-max)':>23} | {'CPU ms/sample f / s':>19} | load 1-min")
     records: list[dict[str, Any]] = []
-    for crop_size in (None, crop):
+    for crop_size in (None, crop) if crop > 0 else (None,):
         for workers in worker_counts:
             loaders = _read_loaders(folder, index, workers, batch, crop_size)
             for loader in loaders.values():  # warm-up (page cache, first-touch imports in the workers)
@@ -383,7 +383,7 @@ def main() -> None:
     p.add_argument("--count", type=int, default=400)
     p.add_argument("--workers", type=int, nargs="+", default=[2, 0], help="loader workers, one table row each")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds per row (order alternating)")
-    p.add_argument("--crop", type=int, default=518, help="training crop of the decode+crop+collate rows")
+    p.add_argument("--crop", type=int, default=518, help="training crop of the decode+crop+collate rows (0: no such rows)")
     p.add_argument("--read_only", action="store_true", help="only the read throughput and per-stage parts")
     p.add_argument("--json", type=Path, default=None, help="write the read-throughput records (raw rounds) here")
     p.add_argument("--write_items", type=int, default=200)
@@ -404,7 +404,7 @@ def main() -> None:
                              crop=args.crop)
         if args.json is not None:
             args.json.write_text(json.dumps({"count": args.count, "repeats": args.repeats, "read": records}, indent=1))
-        bench_stages(tmp, args.rgbd, min(args.count, 200), args.crop)
+        bench_stages(tmp, args.rgbd, min(args.count, 200), args.crop or 518)
         if not args.read_only:
             bench_writers(tmp, args.rgbd, args.write_items)
         if args.job and not args.read_only:
