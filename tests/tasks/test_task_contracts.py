@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -108,24 +107,49 @@ def test_student_checks_its_teacher_and_frozen_encoder() -> None:
 
 
 def test_honest_components_pass_and_the_checks_are_cheap() -> None:
+    """The checks' cost is bounded by the work they do (counted, not timed): a few forwards of one
+    tiny image per model and one call of each loss on a tiny batch."""
     from da_toolkit.losses.affine_invariant import AffineInvariantLoss
     from da_toolkit.losses.cutmix import CutMixAffineInvariantLoss
     from da_toolkit.tasks.student import StudentTask
 
-    def build(check: bool) -> float:
-        torch.manual_seed(0)
-        model, teacher = build_tiny_model(), build_tiny_model()
-        start = time.perf_counter()
-        StudentTask(model=model, teacher=teacher, labeled_loss=AffineInvariantLoss(),
-                    unlabeled_loss=CutMixAffineInvariantLoss(trim=0.1), check_contracts=check)
-        return time.perf_counter() - start
+    calls: list[tuple[str, tuple[int, ...]]] = []
 
-    build(True)  # warm-up (imports)
-    with_checks = min(build(True) for _ in range(2))
-    without = min(build(False) for _ in range(2))
-    # two model checks (student, teacher) + two loss calls on tiny inputs, on one thread: a few ms
-    # unloaded; the bound leaves room for a loaded 2-core machine
-    assert with_checks - without < 1.0, (with_checks, without)
+    class Labeled(AffineInvariantLoss):
+        def forward(self, pred: Tensor, *args: Tensor) -> Tensor:
+            calls.append(("labeled_loss", tuple(pred.shape)))
+            return super().forward(pred, *args)
+
+    class Unlabeled(CutMixAffineInvariantLoss):
+        def forward(self, pred: Tensor, *args: Tensor) -> Tensor:
+            calls.append(("unlabeled_loss", tuple(pred.shape)))
+            return super().forward(pred, *args)
+
+    def spied_model(name: str) -> DepthModel:
+        model = build_tiny_model()
+        model.encoder.register_forward_pre_hook(lambda mod, args: calls.append((name, tuple(args[0].shape))))
+        return model
+
+    def build(check: bool) -> list[tuple[str, tuple[int, ...]]]:
+        calls.clear()
+        torch.manual_seed(0)
+        StudentTask(model=spied_model("model"), teacher=spied_model("teacher"), labeled_loss=Labeled(),
+                    unlabeled_loss=Unlabeled(trim=0.1), check_contracts=check)
+        return list(calls)
+
+    with_checks, without = build(True), build(False)
+    extra = list(with_checks)
+    for call in without:  # what the task does anyway (e.g. probing feature widths)
+        extra.remove(call)
+    assert {name for name, _ in extra} == {"model", "teacher", "labeled_loss", "unlabeled_loss"}
+    for name, shape in extra:
+        if name in ("model", "teacher"):
+            assert shape[0] == 1 and shape[2] * shape[3] <= 64 * 64, (name, shape)  # one tiny image
+        else:
+            assert shape[0] <= 2 and shape[-2] * shape[-1] <= 32 * 32, (name, shape)
+    assert sum(name in ("model", "teacher") for name, _ in extra) <= 4
+    assert [name for name, _ in extra].count("labeled_loss") == 1
+    assert [name for name, _ in extra].count("unlabeled_loss") == 1
 
 
 def _recipe(tmp_path: Path, **model_args: object) -> str:
