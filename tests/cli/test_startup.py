@@ -102,3 +102,14 @@ def test_a_pipeline_stage_with_a_misspelled_name_is_refused_without_importing_to
     assert imported == []
     assert err.startswith(f"da-toolkit pipeline: error: {path}: stages.student.config.model.init_args.feature_loss"
                           ".class_path: unknown class_path 'feature_alignmentt'")
+
+
+def test_pseudo_label_refuses_a_misspelled_source_without_importing_torch(tmp_path: Path) -> None:
+    job = tmp_path / "pl.yaml"
+    job.write_text(yaml.safe_dump({"store": str(tmp_path / "store"), "model": {"teacher": "teacher.ckpt"},
+                                   "data": {"sources": [{"class_path": "synthetik"}]}}))
+    imported, err = _refused_imports(tmp_path, "pseudo-label", "--config", str(job))
+    assert imported == []
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) <= 2 and "synthetik" in lines[0] and str(job) in lines[0]
+    assert not (tmp_path / "store").exists()
