@@ -16,6 +16,7 @@ nothing is tuned here: the recipe's settings are fixed (docs/ablation.md).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import statistics
@@ -80,7 +81,7 @@ def tune_overrides(candidates: dict[str, dict[str, Any]] = TUNE_CANDIDATES) -> d
     recipe = yaml.safe_load(RECIPE.read_text())
     overrides: dict[str, Any] = {}
     pseudo = recipe["stages"]["pseudo_labels"]
-    big = json.loads(json.dumps(pseudo))
+    big = copy.deepcopy(pseudo)
     big["config"]["data"]["sources"][0]["init_args"]["length"] = 2048
     overrides["stages.pseudo_labels_2048"] = big
     for name, settings in candidates.items():

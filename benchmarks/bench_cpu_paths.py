@@ -84,10 +84,10 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, bs: int
 @contextlib.contextmanager
 def bf16_attention() -> Iterator[None]:
     """Within the block, our DINOv2's ``scaled_dot_product_attention`` runs on bf16 q/k/v."""
-    from da_toolkit.models.encoders import cpu_attention, dinov2
+    from da_toolkit.models.encoders import dinov2
 
     def bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return cpu_attention.attention(q.bfloat16(), k.bfloat16(), v.bfloat16()).to(q.dtype)
+        return F.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16()).to(q.dtype)
 
     saved = dinov2.attention
     dinov2.attention = bf16  # type: ignore[assignment]

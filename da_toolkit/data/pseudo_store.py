@@ -367,9 +367,8 @@ class PseudoLabelWriter:
         self._done[item_id] = rel
 
     def close(self) -> None:
-        """Close the manifest (idempotent)."""
-        if not self._manifest.closed:
-            self._manifest.close()
+        """Close the manifest, which is the lock's handle: releases the shard (idempotent)."""
+        self._lock.close()
 
     def __enter__(self) -> Self:
         return self
@@ -378,6 +377,6 @@ class PseudoLabelWriter:
         self.close()
 
     def __del__(self) -> None:  # best effort
-        manifest = getattr(self, "_manifest", None)
-        if manifest is not None and not manifest.closed:
-            manifest.close()
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.close()

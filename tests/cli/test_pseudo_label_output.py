@@ -62,6 +62,13 @@ def test_another_teacher_cannot_write_into_a_shard_store(tmp_path: Path, capsys)
     assert err.startswith("da-toolkit pseudo-label: error: pseudo-label shards") and "teacher_hash" in err
 
 
+def _job(tmp_path: Path, fmt: str) -> tuple[Path, str]:
+    """(store, job file) of a tiny job writing the ``fmt`` store with a freshly saved teacher."""
+    weights = _weights(tmp_path / "t.safetensors")
+    store = tmp_path / "store"
+    return store, _config(tmp_path, store, weights) if fmt == "files" else _shard_config(tmp_path, store, weights)
+
+
 @pytest.mark.parametrize("fmt", ["files", "shards"])
 def test_a_second_writer_is_refused_in_one_line_before_the_teacher_loads(tmp_path: Path, fmt: str, capsys,
                                                                           monkeypatch) -> None:
@@ -69,9 +76,7 @@ def test_a_second_writer_is_refused_in_one_line_before_the_teacher_loads(tmp_pat
     import da_toolkit.tasks.pseudo_label as pl
     from da_toolkit.tasks.pseudo_label import take_store_lock
 
-    weights = _weights(tmp_path / "t.safetensors")
-    store = tmp_path / "store"
-    cfg = _config(tmp_path, store, weights) if fmt == "files" else _shard_config(tmp_path, store, weights)
+    store, cfg = _job(tmp_path, fmt)
     live = take_store_lock(str(store), fmt, "rank000")  # the "winner", alive
     manifest = store / "rank000" / "manifest.jsonl"
     if fmt == "files":  # the winner is mid-append: a torn last line the loser must not cut
@@ -97,9 +102,7 @@ def test_a_second_writer_is_refused_in_one_line_before_the_teacher_loads(tmp_pat
 def test_a_full_disk_names_the_store_exits_1_and_a_rerun_finishes(tmp_path: Path, fmt: str, capsys,
                                                                    monkeypatch) -> None:
     """Issue 13.2: ENOSPC while writing -> one line naming the store, exit 1, no traceback; re-run completes."""
-    weights = _weights(tmp_path / "t.safetensors")
-    store = tmp_path / "store"
-    cfg = _config(tmp_path, store, weights) if fmt == "files" else _shard_config(tmp_path, store, weights)
+    store, cfg = _job(tmp_path, fmt)
     if fmt == "files":
         import da_toolkit.data.pseudo_store as target
 
